@@ -1,0 +1,25 @@
+//! The one media packet type shared by every transport (and later the cluster).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::Codec;
+
+/// An RTP packet as the core sees it: header fields it may rewrite, and the
+/// payload shared (not copied) between every subscriber.
+#[derive(Clone, Debug)]
+pub struct MediaPacket {
+    pub codec: Codec,
+    /// Extended (rollover-counted) sequence number.
+    pub seq: u64,
+    /// RTP timestamp in the codec's clock rate.
+    pub timestamp: u32,
+    pub marker: bool,
+    /// Whether this packet starts a keyframe (see [`Codec::is_keyframe_start`]).
+    pub keyframe: bool,
+    /// Audio level in -dBov (RFC 6464), when the sender tagged it.
+    pub audio_level: Option<i8>,
+    /// When the packet reached the server.
+    pub arrival: Instant,
+    pub payload: Arc<[u8]>,
+}

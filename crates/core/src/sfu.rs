@@ -1,0 +1,588 @@
+//! The selective forwarding unit: who is in which room, what they publish,
+//! what they receive, and the packets that result.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::keyframe::KeyframeRequests;
+use crate::rewrite::Rewriter;
+use crate::{Codec, MediaKind, MediaPacket, PeerId, ReceiverId, RoomId, TrackId};
+
+/// Minimum time between two keyframe requests sent to one publisher.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What the core asks the transports to do.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Send a (rewritten) packet to a receiver of a peer.
+    Media {
+        peer: PeerId,
+        receiver: ReceiverId,
+        packet: MediaPacket,
+    },
+    /// Ask the publisher of a track for a keyframe.
+    RequestKeyframe { peer: PeerId, track: TrackId },
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SfuError {
+    #[error("unknown peer {0}")]
+    UnknownPeer(PeerId),
+    #[error("unknown track {0}")]
+    UnknownTrack(TrackId),
+    #[error("unknown receiver {0}")]
+    UnknownReceiver(ReceiverId),
+}
+
+/// A read-only view of a peer, for APIs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub room: RoomId,
+    pub name: String,
+    pub tracks: Vec<TrackId>,
+    pub receivers: Vec<ReceiverId>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    peers: Vec<PeerId>,
+    /// Live tracks in publish order.
+    tracks: Vec<TrackId>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    room: RoomId,
+    name: String,
+    tracks: Vec<TrackId>,
+    receivers: Vec<ReceiverId>,
+}
+
+#[derive(Debug)]
+struct Track {
+    owner: PeerId,
+    room: RoomId,
+    kind: MediaKind,
+    subscribers: Vec<ReceiverId>,
+    keyframes: KeyframeRequests,
+}
+
+#[derive(Debug)]
+struct Receiver {
+    owner: PeerId,
+    kind: MediaKind,
+    /// Codecs the receiving peer can decode; other packets are not sent.
+    codecs: Vec<Codec>,
+    source: Option<TrackId>,
+    /// Video waits for a keyframe after every source change.
+    waiting_keyframe: bool,
+    rewriter: Option<Rewriter>,
+}
+
+/// The SFU state machine. All methods take the current time; none blocks.
+#[derive(Debug, Default)]
+pub struct Sfu {
+    rooms: HashMap<RoomId, Room>,
+    peers: HashMap<PeerId, Peer>,
+    tracks: HashMap<TrackId, Track>,
+    receivers: HashMap<ReceiverId, Receiver>,
+    next_id: u64,
+    outputs: VecDeque<Output>,
+}
+
+impl Sfu {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A peer joins a room (created on first join).
+    pub fn add_peer(&mut self, room: RoomId, name: impl Into<String>) -> PeerId {
+        let id = PeerId(self.next_id());
+        self.rooms.entry(room.clone()).or_default().peers.push(id);
+        self.peers.insert(
+            id,
+            Peer {
+                room,
+                name: name.into(),
+                tracks: Vec::new(),
+                receivers: Vec::new(),
+            },
+        );
+        id
+    }
+
+    /// A peer leaves: its tracks stop, its receivers go. The room goes with
+    /// its last peer.
+    pub fn remove_peer(&mut self, peer: PeerId, now: Instant) -> Result<(), SfuError> {
+        let p = self.peers.get(&peer).ok_or(SfuError::UnknownPeer(peer))?;
+        let tracks = p.tracks.clone();
+        let receivers = p.receivers.clone();
+        for t in tracks {
+            self.unpublish_track(t, now)?;
+        }
+        for r in receivers {
+            self.remove_receiver(r)?;
+        }
+        if let Some(p) = self.peers.remove(&peer) {
+            if let Some(room) = self.rooms.get_mut(&p.room) {
+                room.peers.retain(|x| *x != peer);
+                if room.peers.is_empty() {
+                    self.rooms.remove(&p.room);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn peer(&self, peer: PeerId) -> Option<PeerInfo> {
+        self.peers.get(&peer).map(|p| PeerInfo {
+            room: p.room.clone(),
+            name: p.name.clone(),
+            tracks: p.tracks.clone(),
+            receivers: p.receivers.clone(),
+        })
+    }
+
+    pub fn room_peers(&self, room: &RoomId) -> &[PeerId] {
+        self.rooms.get(room).map(|r| r.peers.as_slice()).unwrap_or(&[])
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// The track a receiver is currently attached to.
+    pub fn receiver_source(&self, receiver: ReceiverId) -> Option<TrackId> {
+        self.receivers.get(&receiver).and_then(|r| r.source)
+    }
+
+    /// A peer starts publishing a track. Receivers in the room that follow
+    /// this kind and have no source attach to it.
+    pub fn publish_track(
+        &mut self,
+        peer: PeerId,
+        kind: MediaKind,
+        now: Instant,
+    ) -> Result<TrackId, SfuError> {
+        let room = self
+            .peers
+            .get(&peer)
+            .ok_or(SfuError::UnknownPeer(peer))?
+            .room
+            .clone();
+        let id = TrackId(self.next_id());
+        self.tracks.insert(
+            id,
+            Track {
+                owner: peer,
+                room: room.clone(),
+                kind,
+                subscribers: Vec::new(),
+                keyframes: KeyframeRequests::new(KEYFRAME_REQUEST_INTERVAL),
+            },
+        );
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.tracks.push(id);
+        }
+        let room_peers = match self.rooms.get_mut(&room) {
+            Some(r) => {
+                r.tracks.push(id);
+                r.peers.clone()
+            }
+            None => Vec::new(),
+        };
+        let idle: Vec<ReceiverId> = room_peers
+            .iter()
+            .filter(|p| **p != peer)
+            .filter_map(|p| self.peers.get(p))
+            .flat_map(|p| p.receivers.iter().copied())
+            .filter(|r| {
+                self.receivers
+                    .get(r)
+                    .is_some_and(|r| r.kind == kind && r.source.is_none())
+            })
+            .collect();
+        for r in idle {
+            self.attach(r, id, now);
+        }
+        Ok(id)
+    }
+
+    /// A track stops. Its receivers move to the newest other live track of
+    /// the same kind in the room, or wait for one.
+    pub fn unpublish_track(&mut self, track: TrackId, now: Instant) -> Result<(), SfuError> {
+        let t = self
+            .tracks
+            .remove(&track)
+            .ok_or(SfuError::UnknownTrack(track))?;
+        if let Some(p) = self.peers.get_mut(&t.owner) {
+            p.tracks.retain(|x| *x != track);
+        }
+        if let Some(room) = self.rooms.get_mut(&t.room) {
+            room.tracks.retain(|x| *x != track);
+        }
+        for r in t.subscribers {
+            let Some(recv) = self.receivers.get_mut(&r) else {
+                continue;
+            };
+            recv.source = None;
+            let owner = recv.owner;
+            if let Some(next) = self.pick_source(owner, t.kind) {
+                self.attach(r, next, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// A peer adds a receiver that follows the room: it plays the newest live
+    /// track of its kind published by another peer, now and after changes.
+    pub fn add_receiver(
+        &mut self,
+        peer: PeerId,
+        kind: MediaKind,
+        codecs: Vec<Codec>,
+        now: Instant,
+    ) -> Result<ReceiverId, SfuError> {
+        if !self.peers.contains_key(&peer) {
+            return Err(SfuError::UnknownPeer(peer));
+        }
+        let id = ReceiverId(self.next_id());
+        self.receivers.insert(
+            id,
+            Receiver {
+                owner: peer,
+                kind,
+                codecs,
+                source: None,
+                waiting_keyframe: false,
+                rewriter: None,
+            },
+        );
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.receivers.push(id);
+        }
+        if let Some(track) = self.pick_source(peer, kind) {
+            self.attach(id, track, now);
+        }
+        Ok(id)
+    }
+
+    pub fn remove_receiver(&mut self, receiver: ReceiverId) -> Result<(), SfuError> {
+        let r = self
+            .receivers
+            .remove(&receiver)
+            .ok_or(SfuError::UnknownReceiver(receiver))?;
+        if let Some(src) = r.source.and_then(|s| self.tracks.get_mut(&s)) {
+            src.subscribers.retain(|x| *x != receiver);
+        }
+        if let Some(p) = self.peers.get_mut(&r.owner) {
+            p.receivers.retain(|x| *x != receiver);
+        }
+        Ok(())
+    }
+
+    fn pick_source(&self, peer: PeerId, kind: MediaKind) -> Option<TrackId> {
+        let room = &self.peers.get(&peer)?.room;
+        self.rooms
+            .get(room)?
+            .tracks
+            .iter()
+            .rev()
+            .copied()
+            .find(|t| {
+                self.tracks
+                    .get(t)
+                    .is_some_and(|t| t.kind == kind && t.owner != peer)
+            })
+    }
+
+    fn attach(&mut self, receiver: ReceiverId, track: TrackId, now: Instant) {
+        let Some(t) = self.tracks.get_mut(&track) else {
+            return;
+        };
+        let Some(r) = self.receivers.get_mut(&receiver) else {
+            return;
+        };
+        if let Some(old) = r.source {
+            if old == track {
+                return;
+            }
+        }
+        r.source = Some(track);
+        if let Some(rw) = r.rewriter.as_mut() {
+            rw.switch_source();
+        }
+        t.subscribers.push(receiver);
+        if t.kind == MediaKind::Video {
+            r.waiting_keyframe = true;
+            if t.keyframes.request(now) {
+                self.outputs.push_back(Output::RequestKeyframe {
+                    peer: t.owner,
+                    track,
+                });
+            }
+        }
+    }
+
+    /// A packet of a published track arrived.
+    pub fn on_media(&mut self, track: TrackId, packet: MediaPacket) -> Result<(), SfuError> {
+        let t = self
+            .tracks
+            .get_mut(&track)
+            .ok_or(SfuError::UnknownTrack(track))?;
+        if packet.keyframe {
+            t.keyframes.on_keyframe();
+        }
+        for rid in &t.subscribers {
+            let Some(r) = self.receivers.get_mut(rid) else {
+                continue;
+            };
+            if !r.codecs.contains(&packet.codec) {
+                continue;
+            }
+            if r.waiting_keyframe {
+                if !packet.keyframe {
+                    continue;
+                }
+                r.waiting_keyframe = false;
+            }
+            let rw = r
+                .rewriter
+                .get_or_insert_with(|| Rewriter::new(packet.codec.clock_rate()));
+            let Some((seq, timestamp)) = rw.rewrite(packet.seq, packet.timestamp, packet.arrival)
+            else {
+                continue;
+            };
+            let mut out = packet.clone();
+            out.seq = seq;
+            out.timestamp = timestamp;
+            self.outputs.push_back(Output::Media {
+                peer: r.owner,
+                receiver: *rid,
+                packet: out,
+            });
+        }
+        Ok(())
+    }
+
+    /// A receiving peer lost its picture (PLI/FIR from its decoder).
+    pub fn request_keyframe(&mut self, receiver: ReceiverId, now: Instant) -> Result<(), SfuError> {
+        let r = self
+            .receivers
+            .get(&receiver)
+            .ok_or(SfuError::UnknownReceiver(receiver))?;
+        let Some(track) = r.source else {
+            return Ok(());
+        };
+        if let Some(t) = self.tracks.get_mut(&track) {
+            if t.keyframes.request(now) {
+                self.outputs.push_back(Output::RequestKeyframe {
+                    peer: t.owner,
+                    track,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// When [`Sfu::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.tracks.values().filter_map(|t| t.keyframes.timeout()).min()
+    }
+
+    /// Time passed: repeat keyframe requests that were not answered.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due: Vec<(TrackId, PeerId)> = self
+            .tracks
+            .iter_mut()
+            .filter_map(|(id, t)| t.keyframes.poll(now).then_some((*id, t.owner)))
+            .collect();
+        due.sort();
+        for (track, peer) in due {
+            self.outputs
+                .push_back(Output::RequestKeyframe { peer, track });
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn pkt(codec: Codec, seq: u64, ts: u32, keyframe: bool, at: Instant) -> MediaPacket {
+        MediaPacket {
+            codec,
+            seq,
+            timestamp: ts,
+            marker: false,
+            keyframe,
+            audio_level: None,
+            arrival: at,
+            payload: Arc::from(&[1u8, 2, 3][..]),
+        }
+    }
+
+    fn drain(sfu: &mut Sfu) -> Vec<Output> {
+        std::iter::from_fn(|| sfu.poll_output()).collect()
+    }
+
+    fn media_seqs(out: &[Output], to: ReceiverId) -> Vec<u64> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Media {
+                    receiver, packet, ..
+                } if *receiver == to => Some(packet.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const ALL: [Codec; 2] = [Codec::Opus, Codec::Vp8];
+
+    #[test]
+    fn viewer_before_publisher_waits_then_gets_keyframe_first() {
+        let t0 = Instant::now();
+        let room = RoomId::new("app", "r");
+        let mut sfu = Sfu::new();
+        let viewer = sfu.add_peer(room.clone(), "v");
+        let rv = sfu
+            .add_receiver(viewer, MediaKind::Video, ALL.to_vec(), t0)
+            .unwrap();
+        assert!(drain(&mut sfu).is_empty());
+
+        let publisher = sfu.add_peer(room.clone(), "p");
+        let track = sfu.publish_track(publisher, MediaKind::Video, t0).unwrap();
+        assert_eq!(sfu.receiver_source(rv), Some(track));
+        let out = drain(&mut sfu);
+        assert!(matches!(
+            out.as_slice(),
+            [Output::RequestKeyframe { peer, track: t }] if *peer == publisher && *t == track
+        ));
+
+        // Delta frames are held back until a keyframe arrives.
+        sfu.on_media(track, pkt(Codec::Vp8, 100, 0, false, t0))
+            .unwrap();
+        assert!(drain(&mut sfu).is_empty());
+        sfu.on_media(track, pkt(Codec::Vp8, 101, 3000, true, t0))
+            .unwrap();
+        sfu.on_media(track, pkt(Codec::Vp8, 102, 3000, false, t0))
+            .unwrap();
+        assert_eq!(media_seqs(&drain(&mut sfu), rv), vec![1, 2]);
+    }
+
+    #[test]
+    fn unanswered_keyframe_request_is_repeated_and_aggregated() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let room = RoomId::new("app", "r");
+        let mut sfu = Sfu::new();
+        let publisher = sfu.add_peer(room.clone(), "p");
+        let track = sfu.publish_track(publisher, MediaKind::Video, t0).unwrap();
+        for i in 0..3 {
+            let v = sfu.add_peer(room.clone(), format!("v{i}"));
+            sfu.add_receiver(v, MediaKind::Video, ALL.to_vec(), t0 + ms(i))
+                .unwrap();
+        }
+        let reqs = |o: &[Output]| {
+            o.iter()
+                .filter(|o| matches!(o, Output::RequestKeyframe { .. }))
+                .count()
+        };
+        assert_eq!(reqs(&drain(&mut sfu)), 1);
+        assert_eq!(sfu.poll_timeout(), Some(t0 + ms(500)));
+        sfu.handle_timeout(t0 + ms(500));
+        assert_eq!(reqs(&drain(&mut sfu)), 1);
+        sfu.on_media(track, pkt(Codec::Vp8, 1, 0, true, t0 + ms(600)))
+            .unwrap();
+        assert_eq!(sfu.poll_timeout(), None);
+        assert_eq!(drain(&mut sfu).len(), 3);
+    }
+
+    #[test]
+    fn viewers_follow_a_new_publisher_with_continuous_numbering() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let room = RoomId::new("app", "r");
+        let mut sfu = Sfu::new();
+        let p1 = sfu.add_peer(room.clone(), "p1");
+        let a1 = sfu.publish_track(p1, MediaKind::Audio, t0).unwrap();
+        let viewer = sfu.add_peer(room.clone(), "v");
+        let ra = sfu
+            .add_receiver(viewer, MediaKind::Audio, ALL.to_vec(), t0)
+            .unwrap();
+        for i in 0..3 {
+            sfu.on_media(a1, pkt(Codec::Opus, 50 + i, 960 * i as u32, true, t0))
+                .unwrap();
+        }
+        assert_eq!(media_seqs(&drain(&mut sfu), ra), vec![1, 2, 3]);
+
+        sfu.remove_peer(p1, t0 + ms(20)).unwrap();
+        assert_eq!(sfu.receiver_source(ra), None);
+        let p2 = sfu.add_peer(room.clone(), "p2");
+        let a2 = sfu.publish_track(p2, MediaKind::Audio, t0 + ms(1000)).unwrap();
+        assert_eq!(sfu.receiver_source(ra), Some(a2));
+        sfu.on_media(a2, pkt(Codec::Opus, 9000, 7, true, t0 + ms(1000)))
+            .unwrap();
+        let out = drain(&mut sfu);
+        assert_eq!(media_seqs(&out, ra), vec![4]);
+        let Output::Media { packet, .. } = &out[0] else {
+            panic!("expected media");
+        };
+        assert_eq!(packet.timestamp, 960 * 2 + 48_000);
+    }
+
+    #[test]
+    fn a_peer_never_receives_itself_and_codecs_are_respected() {
+        let t0 = Instant::now();
+        let room = RoomId::new("app", "r");
+        let mut sfu = Sfu::new();
+        let p = sfu.add_peer(room.clone(), "p");
+        let rv = sfu
+            .add_receiver(p, MediaKind::Video, vec![Codec::H264], t0)
+            .unwrap();
+        let t = sfu.publish_track(p, MediaKind::Video, t0).unwrap();
+        assert_eq!(sfu.receiver_source(rv), None);
+
+        let v = sfu.add_peer(room.clone(), "v");
+        let rv2 = sfu
+            .add_receiver(v, MediaKind::Video, vec![Codec::H264], t0)
+            .unwrap();
+        assert_eq!(sfu.receiver_source(rv2), Some(t));
+        drain(&mut sfu);
+        sfu.on_media(t, pkt(Codec::Vp8, 1, 0, true, t0)).unwrap();
+        assert!(drain(&mut sfu).is_empty());
+    }
+
+    #[test]
+    fn rooms_are_isolated_and_vanish_with_their_last_peer() {
+        let t0 = Instant::now();
+        let mut sfu = Sfu::new();
+        let a = sfu.add_peer(RoomId::new("app", "a"), "p");
+        let b = sfu.add_peer(RoomId::new("app", "b"), "v");
+        let other_app = sfu.add_peer(RoomId::new("other", "a"), "v");
+        sfu.publish_track(a, MediaKind::Audio, t0).unwrap();
+        let rb = sfu
+            .add_receiver(b, MediaKind::Audio, ALL.to_vec(), t0)
+            .unwrap();
+        let ro = sfu
+            .add_receiver(other_app, MediaKind::Audio, ALL.to_vec(), t0)
+            .unwrap();
+        assert_eq!(sfu.receiver_source(rb), None);
+        assert_eq!(sfu.receiver_source(ro), None);
+        assert_eq!(sfu.room_count(), 3);
+        sfu.remove_peer(a, t0).unwrap();
+        sfu.remove_peer(b, t0).unwrap();
+        assert_eq!(sfu.room_count(), 1);
+        assert_eq!(sfu.remove_peer(a, t0), Err(SfuError::UnknownPeer(a)));
+    }
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests (tests/e2e) need, only what is missing.
+# Idempotent and fast when everything is present (a few dpkg/stamp checks).
+#   apt:  Chromium, fonts, GStreamer with webrtcbin and its Python bindings
+#   npm:  tests/e2e/node_modules from package-lock.json (npm ci)
+#   pip:  tests/e2e/.venv with aiortc and aiohttp (tests/e2e/python/requirements.txt)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+E2E="$ROOT/tests/e2e"
+
+log() { echo "install-test-deps: $*" >&2; }
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# ---------------------------------------------------------------- apt
+APT_PACKAGES=(
+  chromium fonts-liberation
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  gstreamer1.0-nice python3-gst-1.0 gir1.2-gst-plugins-bad-1.0
+)
+
+# python3 used for the venv: the first python3 on PATH if it can make venvs,
+# else Debian's (which needs python3-venv).
+VENV_PY="${E2E_VENV_PYTHON:-}"
+if [ -z "$VENV_PY" ]; then
+  if command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    VENV_PY="$(command -v python3)"
+  else
+    VENV_PY=/usr/bin/python3
+    APT_PACKAGES+=(python3-venv)
+  fi
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "apt packages present"
+fi
+
+# ---------------------------------------------------------------- npm
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "node and npm are required (Node >= 20)"; exit 1
+fi
+lock_sum="$(sha256sum "$E2E/package-lock.json" | cut -d' ' -f1)"
+stamp="$E2E/node_modules/.mediamesh-e2e-stamp"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_sum" ]; then
+  log "node_modules up to date"
+else
+  log "npm ci in tests/e2e"
+  (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" > "$stamp"
+fi
+
+# ---------------------------------------------------------------- python venv
+req="$E2E/python/requirements.txt"
+req_sum="$(sha256sum "$req" | cut -d' ' -f1)"
+vstamp="$E2E/.venv/.mediamesh-e2e-stamp"
+if [ -x "$E2E/.venv/bin/python" ] && [ -f "$vstamp" ] && [ "$(cat "$vstamp")" = "$req_sum" ] \
+   && "$E2E/.venv/bin/python" -c 'import aiortc, aiohttp' >/dev/null 2>&1; then
+  log "python venv up to date"
+else
+  log "creating tests/e2e/.venv with $VENV_PY"
+  rm -rf "$E2E/.venv"
+  "$VENV_PY" -m venv "$E2E/.venv"
+  "$E2E/.venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "$req_sum" > "$vstamp"
+fi
+
+# ---------------------------------------------------------------- sanity
+/usr/bin/python3 -c "import gi; gi.require_version('Gst','1.0'); gi.require_version('GstWebRTC','1.0'); from gi.repository import Gst, GstWebRTC" \
+  || { log "GStreamer Python bindings (gi) not importable by /usr/bin/python3"; exit 1; }
+log "ok"

@@ -1,0 +1,148 @@
+// Starts a MediaMesh process on free loopback ports and stops it again.
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { existsSync, mkdirSync, createWriteStream } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const E2E_DIR = resolve(HERE, '..');
+export const REPO_DIR = resolve(E2E_DIR, '..', '..');
+export const LOG_DIR = join(E2E_DIR, 'logs');
+
+export const MEDIAMESH_BIN = process.env.MEDIAMESH_BIN
+  ? resolve(process.env.MEDIAMESH_BIN)
+  : join(REPO_DIR, 'target', 'debug', 'mediamesh');
+
+export function freeTcpPort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+export function freeUdpPort() {
+  return new Promise((ok, fail) => {
+    const s = createSocket('udp4');
+    s.on('error', fail);
+    s.bind(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Keeps the last `max` lines of a stream. */
+class Tail {
+  constructor(max = 80) { this.max = max; this.lines = []; this.partial = ''; }
+  push(chunk) {
+    const parts = (this.partial + chunk.toString()).split('\n');
+    this.partial = parts.pop();
+    for (const l of parts) { this.lines.push(l); if (this.lines.length > this.max) this.lines.shift(); }
+  }
+  text() { return [...this.lines, this.partial].filter(Boolean).join('\n'); }
+}
+
+export class MediaMesh {
+  constructor(name) {
+    this.name = name;
+    this.secret = 'e2e-secret-' + Math.random().toString(36).slice(2);
+    this.tail = new Tail(120);
+    this.proc = null;
+    this.exited = null;
+  }
+
+  get base() { return `http://127.0.0.1:${this.httpPort}`; }
+
+  /** Spawns the server and waits (bounded) for GET /healthz == 200. */
+  async start({ timeoutMs = 20000, extraArgs = [] } = {}) {
+    if (!existsSync(MEDIAMESH_BIN)) {
+      throw new Error(`mediamesh binary not found at ${MEDIAMESH_BIN} ` +
+        '(build it with `cargo build`, or set MEDIAMESH_BIN)');
+    }
+    this.httpPort = await freeTcpPort();
+    this.mediaPort = await freeUdpPort();
+    mkdirSync(LOG_DIR, { recursive: true });
+    this.logPath = join(LOG_DIR, `${this.name}.mediamesh.log`);
+    const logFile = createWriteStream(this.logPath);
+    const args = ['--http-listen', `127.0.0.1:${this.httpPort}`,
+      '--media-listen', `127.0.0.1:${this.mediaPort}`,
+      '--secret', this.secret, ...extraArgs];
+    this.cmdline = `${MEDIAMESH_BIN} ${args.join(' ')}`;
+    this.proc = spawn(MEDIAMESH_BIN, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { RUST_BACKTRACE: '1', ...process.env },
+    });
+    const onData = (d) => { this.tail.push(d); logFile.write(d); };
+    this.proc.stdout.on('data', onData);
+    this.proc.stderr.on('data', onData);
+    this.exitPromise = new Promise((r) => this.proc.on('exit', (code, signal) => {
+      this.exited = { code, signal }; logFile.end(); r(this.exited);
+    }));
+    this.proc.on('error', (e) => { this.tail.push(`spawn error: ${e.message}\n`); });
+
+    const deadline = Date.now() + timeoutMs;
+    let last = 'no answer';
+    while (Date.now() < deadline) {
+      if (this.exited) {
+        throw new Error(`mediamesh exited before it was ready (${JSON.stringify(this.exited)})` + this.describe());
+      }
+      try {
+        const r = await fetch(`${this.base}/healthz`, { signal: AbortSignal.timeout(1000) });
+        if (r.status === 200) return this;
+        last = `status ${r.status}`;
+      } catch (e) { last = e.cause?.code || e.message; }
+      await sleep(100);
+    }
+    throw new Error(`mediamesh not ready: GET /healthz gave ${last} for ${timeoutMs} ms` + this.describe());
+  }
+
+  /** Text appended to failure messages: command line and the server's log tail. */
+  describe() {
+    const t = this.tail.text();
+    return `\n--- mediamesh: ${this.cmdline || '(not started)'}` +
+      (this.exited ? `\n--- exited: ${JSON.stringify(this.exited)}` : '') +
+      `\n--- stderr tail (full log: ${this.logPath}):\n${t || '(empty)'}\n--- end of mediamesh stderr`;
+  }
+
+  async token(kind, room, peer, ttl = 3600) {
+    const r = await fetch(`${this.base}/token/${kind}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${this.secret}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ room, peer, ttl }),
+      signal: AbortSignal.timeout(5000),
+    });
+    const text = await r.text();
+    let body;
+    try { body = JSON.parse(text); } catch { body = null; }
+    if (r.status !== 200 || !body?.status || typeof body?.data?.token !== 'string') {
+      throw new Error(`POST /token/${kind} {"room":"${room}","peer":"${peer}"} -> ${r.status} ${text.slice(0, 300)}` + this.describe());
+    }
+    return body.data.token;
+  }
+
+  async stop() {
+    if (!this.proc || this.exited) return;
+    this.proc.kill('SIGTERM');
+    const t = await Promise.race([this.exitPromise, sleep(3000).then(() => null)]);
+    if (!t) { this.proc.kill('SIGKILL'); await Promise.race([this.exitPromise, sleep(2000)]); }
+  }
+}
+
+/** Wraps an async fn so that any error carries the server's log tail. */
+export async function withServerContext(server, fn) {
+  try { return await fn(); } catch (e) {
+    if (server && !String(e.message).includes('--- end of mediamesh stderr')) {
+      e.message += server.describe();
+    }
+    throw e;
+  }
+}
