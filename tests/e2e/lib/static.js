@@ -19,6 +19,7 @@ const ROOTS = [
 export async function startStaticServer() {
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    if (path === '/favicon.ico') { res.writeHead(204); res.end(); return; }
     for (const [prefix, dir] of ROOTS) {
       if (!path.startsWith(prefix)) continue;
       const rel = normalize(path.slice(prefix.length) || 'index.html');

@@ -1,0 +1,577 @@
+//! One WebRTC peer connection in RTP mode: a WHIP publisher or a WHEP player.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mediamesh_core::{Codec, MediaKind, MediaPacket, ReceiverId, TrackId};
+use str0m::change::SdpOffer;
+use str0m::format::Codec as RtcCodec;
+use str0m::media::{KeyframeRequestKind, MediaKind as RtcKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcError};
+
+/// What the remote peer came for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// WHIP: the peer sends media into a room.
+    Publish,
+    /// WHEP: the peer plays a room's media.
+    Play,
+}
+
+/// A datagram to send from the shared media socket.
+#[derive(Debug)]
+pub struct Transmit {
+    pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+/// What a session tells the server.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// ICE and DTLS are up; media can flow.
+    Connected,
+    /// The peer publishes a track on this m-line: the server creates a
+    /// track and calls [`Session::bind_track`].
+    WantsTrack { mid: Mid, kind: MediaKind },
+    /// The peer plays media on this m-line: the server creates a receiver
+    /// and calls [`Session::bind_receiver`].
+    WantsReceiver {
+        mid: Mid,
+        kind: MediaKind,
+        codecs: Vec<Codec>,
+    },
+    /// A packet of a bound track.
+    Media { track: TrackId, packet: MediaPacket },
+    /// The player's decoder asks for a keyframe.
+    KeyframeRequest { receiver: ReceiverId },
+    /// The connection is gone (closed, or ICE failed past the grace time).
+    Closed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("malformed SDP offer: {0}")]
+    BadOffer(String),
+    #[error("{0}")]
+    Rejected(&'static str),
+    #[error("malformed ICE candidate `{0}`: {1}")]
+    BadCandidate(String, String),
+    #[error("WebRTC: {0}")]
+    Rtc(#[from] RtcError),
+}
+
+#[derive(Debug)]
+struct Inbound {
+    mid: Mid,
+    track: Option<TrackId>,
+}
+
+#[derive(Debug)]
+struct Outbound {
+    mid: Mid,
+    receiver: Option<ReceiverId>,
+    /// The player's payload type for each codec it accepted on this m-line.
+    pts: Vec<(Codec, Pt)>,
+}
+
+/// One peer connection. Drive it with [`Session::handle_receive`],
+/// [`Session::handle_timeout`] and [`Session::poll`].
+pub struct Session {
+    rtc: Rtc,
+    role: Role,
+    remote_ufrag: Option<String>,
+    local_creds: IceCreds,
+    candidate: Candidate,
+    inbound: Vec<Inbound>,
+    outbound: Vec<Outbound>,
+    /// Payload type to codec, for the packets the peer sends.
+    rx_codecs: Vec<(Pt, Codec)>,
+    events: Vec<SessionEvent>,
+    connected: bool,
+    disconnected_since: Option<Instant>,
+    /// A session that has not connected by then is given up.
+    connect_by: Instant,
+    closed: bool,
+    next_timeout: Instant,
+}
+
+/// How long ICE may stay disconnected before the session ends.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(15);
+/// How long a new session may take to connect (ICE + DTLS).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn to_codec(c: RtcCodec) -> Option<Codec> {
+    Some(match c {
+        RtcCodec::Opus => Codec::Opus,
+        RtcCodec::PCMU => Codec::Pcmu,
+        RtcCodec::PCMA => Codec::Pcma,
+        RtcCodec::G722 => Codec::G722,
+        RtcCodec::Vp8 => Codec::Vp8,
+        RtcCodec::Vp9 => Codec::Vp9,
+        RtcCodec::H264 => Codec::H264,
+        RtcCodec::Av1 => Codec::Av1,
+        _ => return None,
+    })
+}
+
+fn to_kind(k: RtcKind) -> MediaKind {
+    match k {
+        RtcKind::Audio => MediaKind::Audio,
+        RtcKind::Video => MediaKind::Video,
+    }
+}
+
+/// The `a=ice-ufrag` of an SDP (session or first media level).
+fn sdp_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        .map(|u| u.trim().to_owned())
+}
+
+impl Session {
+    /// Answers an offer. `candidate` is the address of the shared media
+    /// socket as the peer should reach it.
+    pub fn accept(
+        role: Role,
+        offer: &str,
+        candidate: SocketAddr,
+        now: Instant,
+    ) -> Result<(Session, String), SessionError> {
+        let parsed =
+            SdpOffer::from_sdp_string(offer).map_err(|e| SessionError::BadOffer(e.to_string()))?;
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_vp9(true)
+            .enable_h264(true)
+            .enable_av1(true)
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .build(now);
+        let cand = Candidate::host(candidate, "udp")
+            .map_err(|e| SessionError::BadCandidate(candidate.to_string(), e.to_string()))?;
+        rtc.add_local_candidate(cand.clone());
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(parsed)
+            .map_err(|e| SessionError::BadOffer(e.to_string()))?;
+        let local_creds = rtc.direct_api().local_ice_credentials();
+        let mut s = Session {
+            rtc,
+            role,
+            remote_ufrag: sdp_ufrag(offer),
+            local_creds,
+            candidate: cand,
+            inbound: Vec::new(),
+            outbound: Vec::new(),
+            rx_codecs: Vec::new(),
+            events: Vec::new(),
+            connected: false,
+            disconnected_since: None,
+            connect_by: now + CONNECT_TIMEOUT,
+            closed: false,
+            next_timeout: now,
+        };
+        s.rx_codecs = s
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter_map(|p| Some((p.pt(), to_codec(p.spec().codec)?)))
+            .collect();
+        // Collect the m-lines the offer created before judging it.
+        let mut sink = |_: Transmit| {};
+        s.poll(now, &mut sink);
+        let usable = match role {
+            Role::Publish => !s.inbound.is_empty(),
+            Role::Play => !s.outbound.is_empty(),
+        };
+        if !usable {
+            return Err(SessionError::Rejected(match role {
+                Role::Publish => "the offer has no audio or video m-line the client sends (sendonly/sendrecv) with a codec MediaMesh supports",
+                Role::Play => "the offer has no audio or video m-line the client receives (recvonly/sendrecv) with a codec MediaMesh supports",
+            }));
+        }
+        Ok((s, answer.to_sdp_string()))
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn local_ufrag(&self) -> &str {
+        &self.local_creds.ufrag
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// When [`Session::handle_timeout`] must next be called.
+    pub fn next_timeout(&self) -> Instant {
+        self.next_timeout
+    }
+
+    pub fn bind_track(&mut self, mid: Mid, track: TrackId) {
+        if let Some(i) = self.inbound.iter_mut().find(|i| i.mid == mid) {
+            i.track = Some(track);
+        }
+    }
+
+    pub fn bind_receiver(&mut self, mid: Mid, receiver: ReceiverId) {
+        if let Some(o) = self.outbound.iter_mut().find(|o| o.mid == mid) {
+            o.receiver = Some(receiver);
+        }
+    }
+
+    /// The tracks and receivers bound to this session.
+    pub fn tracks(&self) -> impl Iterator<Item = TrackId> + '_ {
+        self.inbound.iter().filter_map(|i| i.track)
+    }
+
+    /// A datagram for this session arrived.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), SessionError> {
+        let Ok(contents) = data.try_into() else {
+            // Not STUN, DTLS or (S)RTP: nothing for us.
+            return Ok(());
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.candidate.addr(),
+                contents,
+            },
+        );
+        self.rtc.handle_input(input)?;
+        Ok(())
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        if self.give_up_at().is_some_and(|t| now >= t) {
+            self.close();
+            return Ok(());
+        }
+        self.rtc.handle_input(Input::Timeout(now))?;
+        Ok(())
+    }
+
+    /// Ends the session; the next [`Session::poll`] reports `Closed`.
+    pub fn close(&mut self) {
+        self.rtc.disconnect();
+    }
+
+    /// Drains str0m: datagrams go to `transmit`, events are queued for
+    /// [`Session::take_events`]. Returns the next timeout.
+    pub fn poll(&mut self, now: Instant, transmit: &mut impl FnMut(Transmit)) -> Instant {
+        loop {
+            if !self.rtc.is_alive() {
+                if !self.closed {
+                    self.closed = true;
+                    self.events.push(SessionEvent::Closed);
+                }
+                self.next_timeout = now + Duration::from_secs(3600);
+                return self.next_timeout;
+            }
+            let out = match self.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!("session poll error: {e}");
+                    self.rtc.disconnect();
+                    continue;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    self.next_timeout = match self.give_up_at() {
+                        Some(g) => t.min(g),
+                        None => t,
+                    };
+                    return self.next_timeout;
+                }
+                Output::Transmit(t) => transmit(Transmit {
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                }),
+                Output::Event(e) => self.on_event(e, now),
+            }
+        }
+    }
+
+    /// When the session ends unless ICE (re)connects.
+    fn give_up_at(&self) -> Option<Instant> {
+        if !self.connected {
+            return Some(self.connect_by);
+        }
+        self.disconnected_since.map(|s| s + DISCONNECT_GRACE)
+    }
+
+    pub fn take_events(&mut self) -> std::vec::Drain<'_, SessionEvent> {
+        self.events.drain(..)
+    }
+
+    fn on_event(&mut self, e: Event, now: Instant) {
+        match e {
+            Event::Connected => {
+                self.connected = true;
+                self.events.push(SessionEvent::Connected);
+            }
+            Event::IceConnectionStateChange(state) => match state {
+                IceConnectionState::Disconnected => {
+                    self.disconnected_since.get_or_insert(now);
+                }
+                IceConnectionState::Connected | IceConnectionState::Completed => {
+                    self.disconnected_since = None;
+                }
+                _ => {}
+            },
+            Event::MediaAdded(m) => self.on_media_added(m.mid, m.kind),
+            Event::RtpPacket(p) => self.on_rtp(p),
+            Event::KeyframeRequest(req) => {
+                if let Some(receiver) = self
+                    .outbound
+                    .iter()
+                    .find(|o| o.mid == req.mid)
+                    .and_then(|o| o.receiver)
+                {
+                    self.events
+                        .push(SessionEvent::KeyframeRequest { receiver });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_media_added(&mut self, mid: Mid, kind: RtcKind) {
+        let Some(media) = self.rtc.media(mid) else {
+            return;
+        };
+        let dir = media.direction();
+        let kind = to_kind(kind);
+        if dir.is_receiving() && self.role == Role::Publish {
+            self.inbound.push(Inbound { mid, track: None });
+            self.events.push(SessionEvent::WantsTrack { mid, kind });
+        }
+        if dir.is_sending() && self.role == Role::Play {
+            let remote = media.remote_pts().to_vec();
+            let mut pts: Vec<(Codec, Pt)> = Vec::new();
+            for p in self.rtc.codec_config().params() {
+                if !remote.contains(&p.pt()) {
+                    continue;
+                }
+                if let Some(c) = to_codec(p.spec().codec) {
+                    if c.kind() == kind && !pts.iter().any(|(x, _)| *x == c) {
+                        pts.push((c, p.pt()));
+                    }
+                }
+            }
+            if pts.is_empty() {
+                return;
+            }
+            let codecs = pts.iter().map(|(c, _)| *c).collect();
+            self.outbound.push(Outbound {
+                mid,
+                receiver: None,
+                pts,
+            });
+            self.events
+                .push(SessionEvent::WantsReceiver { mid, kind, codecs });
+        }
+    }
+
+    fn on_rtp(&mut self, p: str0m::rtp::RtpPacket) {
+        let pt = p.header.payload_type;
+        let Some(codec) = self
+            .rx_codecs
+            .iter()
+            .find(|(x, _)| *x == pt)
+            .map(|(_, c)| *c)
+        else {
+            return;
+        };
+        let mid = match p.header.ext_vals.mid {
+            Some(m) => Some(m),
+            None => self
+                .rtc
+                .direct_api()
+                .stream_rx(&p.header.ssrc)
+                .map(|s| s.mid()),
+        };
+        let Some(track) = mid.and_then(|m| self.inbound.iter().find(|i| i.mid == m)?.track) else {
+            return;
+        };
+        let keyframe = codec.is_keyframe_start(&p.payload);
+        self.events.push(SessionEvent::Media {
+            track,
+            packet: MediaPacket {
+                codec,
+                seq: *p.seq_no,
+                timestamp: p.header.timestamp,
+                marker: p.header.marker,
+                keyframe,
+                audio_level: p.header.ext_vals.audio_level,
+                arrival: p.timestamp,
+                payload: p.payload,
+            },
+        });
+    }
+
+    /// Sends a packet to the player on the m-line bound to `receiver`.
+    pub fn send_media(&mut self, receiver: ReceiverId, packet: &MediaPacket) {
+        if !self.connected {
+            return;
+        }
+        let Some(o) = self.outbound.iter().find(|o| o.receiver == Some(receiver)) else {
+            return;
+        };
+        let Some(pt) = o
+            .pts
+            .iter()
+            .find(|(c, _)| *c == packet.codec)
+            .map(|(_, pt)| *pt)
+        else {
+            return;
+        };
+        let mid = o.mid;
+        let mut api = self.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        let ext = ExtensionValues {
+            audio_level: packet.audio_level,
+            voice_activity: packet.audio_level.map(|l| l > -127),
+            ..Default::default()
+        };
+        tx.write_rtp(
+            RtpWrite::new(
+                pt,
+                packet.seq.into(),
+                packet.timestamp,
+                packet.arrival,
+                packet.payload.clone(),
+            )
+            .marker(packet.marker)
+            .ext_vals(ext)
+            .nackable(packet.codec.kind() == MediaKind::Video),
+        );
+    }
+
+    /// Asks the publisher for a keyframe on the track's m-line.
+    pub fn request_keyframe(&mut self, track: TrackId) {
+        let Some(mid) = self
+            .inbound
+            .iter()
+            .find(|i| i.track == Some(track))
+            .map(|i| i.mid)
+        else {
+            return;
+        };
+        if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// Applies a trickle ICE fragment. When it carries new ICE credentials
+    /// (an ICE restart), returns the new local credentials to answer with.
+    pub fn apply_sdpfrag(
+        &mut self,
+        frag: &crate::SdpFrag,
+    ) -> Result<Option<IceCreds>, SessionError> {
+        // Check every candidate before changing anything.
+        let mut candidates = Vec::new();
+        for c in &frag.candidates {
+            match Candidate::from_sdp_string(c) {
+                Ok(cand) => candidates.push(cand),
+                // mDNS names (`xxxx.local`) are valid but unresolvable here.
+                Err(_) if c.contains(".local ") => continue,
+                Err(e) => return Err(SessionError::BadCandidate(c.clone(), e.to_string())),
+            }
+        }
+        let mut restarted = None;
+        if let (Some(ufrag), Some(pwd)) = (&frag.ufrag, &frag.pwd) {
+            if self.remote_ufrag.as_deref() != Some(ufrag.as_str()) {
+                let local = IceCreds::new();
+                let mut api = self.rtc.direct_api();
+                api.set_local_ice_credentials(local.clone());
+                api.set_remote_ice_credentials(IceCreds {
+                    ufrag: ufrag.clone(),
+                    pass: pwd.clone(),
+                });
+                self.remote_ufrag = Some(ufrag.clone());
+                self.local_creds = local.clone();
+                restarted = Some(local);
+            }
+        }
+        for cand in candidates {
+            let stale = match (cand.ufrag(), &self.remote_ufrag) {
+                (Some(c), Some(r)) => c != r,
+                _ => false,
+            };
+            if !stale {
+                self.rtc.add_remote_candidate(cand);
+            }
+        }
+        Ok(restarted)
+    }
+
+    /// The fragment answering an ICE restart (RFC 8840): our new
+    /// credentials and candidate.
+    pub fn restart_answer(&self, creds: &IceCreds) -> String {
+        let mut s = String::new();
+        s.push_str(&format!("a=ice-ufrag:{}\r\n", creds.ufrag));
+        s.push_str(&format!("a=ice-pwd:{}\r\n", creds.pass));
+        let mids: Vec<Mid> = self
+            .inbound
+            .iter()
+            .map(|i| i.mid)
+            .chain(self.outbound.iter().map(|o| o.mid))
+            .collect();
+        let mut cand = self.candidate.clone();
+        cand.set_ufrag(&creds.ufrag);
+        for mid in mids {
+            s.push_str(&format!(
+                "m=audio 9 RTP/AVP 0\r\na=mid:{mid}\r\na={}\r\na=end-of-candidates\r\n",
+                cand.to_sdp_string()
+            ));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_malformed_and_unusable_offers() {
+        let now = Instant::now();
+        let addr: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        match Session::accept(Role::Publish, "v=0\r\nnonsense", addr, now) {
+            Err(SessionError::BadOffer(reason)) => assert!(!reason.is_empty()),
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("accepted garbage"),
+        }
+    }
+
+    #[test]
+    fn extracts_ufrag() {
+        assert_eq!(
+            sdp_ufrag("v=0\r\na=ice-ufrag:abcd\r\na=ice-pwd:x\r\n").as_deref(),
+            Some("abcd")
+        );
+        assert_eq!(sdp_ufrag("v=0\r\n"), None);
+    }
+}
