@@ -1,0 +1,429 @@
+//! The HTTP API: tokens, WHIP and WHEP (RFC 9725), demo pages.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::header::{
+    AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION, WWW_AUTHENTICATE,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use mediamesh_webrtc::{Role, SdpFrag};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::config::Config;
+use crate::token::{self, Claims, TokenKind};
+use crate::web;
+use crate::worker::{Caller, Command, Patched, WorkerError};
+
+/// Largest request body accepted (SDP offers are a few KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Longest token lifetime `POST /token/*` grants.
+const MAX_TTL_SECS: u64 = 30 * 24 * 3600;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub worker: mpsc::Sender<Command>,
+    pub draining: Arc<AtomicBool>,
+}
+
+/// An error a person can act on: a status and a one-line reason.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    reason: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, format!("{}\n", self.reason)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+impl From<WorkerError> for ApiError {
+    fn from(e: WorkerError) -> Self {
+        let status = match e {
+            WorkerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WorkerError::NotFound => StatusCode::NOT_FOUND,
+            WorkerError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WorkerError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            WorkerError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([AUTHORIZATION, CONTENT_TYPE, IF_MATCH])
+        .expose_headers([LOCATION, ETAG]);
+    Router::new()
+        .route("/", get(|| async { Redirect::temporary("/demo/") }))
+        .route("/healthz", get(healthz))
+        .route("/token/{kind}", post(create_token))
+        .route("/whip/endpoint", post(whip_create))
+        .route("/whip/conn/{id}", patch(whip_patch).delete(whip_delete))
+        .route("/whep/endpoint", post(whep_create))
+        .route("/whep/conn/{id}", patch(whep_patch).delete(whep_delete))
+        .route("/demo/", get(|| async { Html(web::INDEX) }))
+        .route("/demo/whip", get(|| async { Html(web::WHIP) }))
+        .route("/demo/whep", get(|| async { Html(web::WHEP) }))
+        .route("/demo/token/{kind}", get(demo_token))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(cors)
+        .with_state(state)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn ask<T>(
+    state: &AppState,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "media worker stopped");
+    state
+        .worker
+        .send(make(tx))
+        .await
+        .map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match ask(&state, |reply| Command::Stats { reply }).await {
+        Ok(stats) => Json(stats).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "Authorization header is not text"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Authorization must be `Bearer <token>`"))?;
+    Ok(token.trim())
+}
+
+/// Verifies a session token and that it is for `kind`.
+fn authorize(state: &AppState, headers: &HeaderMap, kind: TokenKind) -> Result<Claims, ApiError> {
+    let token = bearer(headers)?;
+    let claims = token::decode(token, &state.config.secret, unix_now())
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    if claims.kind != kind {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this endpoint needs a {kind:?} token, not a {:?} token", claims.kind).to_lowercase(),
+        ));
+    }
+    Ok(claims)
+}
+
+fn require_content_type(headers: &HeaderMap, want: &str) -> Result<(), ApiError> {
+    let got = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let base = got.split(';').next().unwrap_or("").trim();
+    if !base.eq_ignore_ascii_case(want) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type must be {want} (got `{got}`)"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    room: String,
+    peer: Option<String>,
+    ttl: u64,
+    #[serde(default)]
+    record: bool,
+    extra_data: Option<String>,
+}
+
+fn parse_kind(kind: &str) -> Result<TokenKind, ApiError> {
+    match kind {
+        "whip" => Ok(TokenKind::Whip),
+        "whep" => Ok(TokenKind::Whep),
+        "webrtc" => Ok(TokenKind::Webrtc),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no token kind `{kind}` (whip, whep, webrtc)"),
+        )),
+    }
+}
+
+fn mint(state: &AppState, kind: TokenKind, req: TokenRequest) -> Result<Response, ApiError> {
+    if req.room.is_empty() || req.room.len() > 128 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "room must be 1 to 128 bytes"));
+    }
+    if req.peer.as_ref().is_some_and(|p| p.is_empty() || p.len() > 128) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "peer must be 1 to 128 bytes"));
+    }
+    if kind != TokenKind::Whep && req.peer.is_none() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "peer is required for this token kind"));
+    }
+    if req.ttl == 0 || req.ttl > MAX_TTL_SECS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("ttl must be 1 to {MAX_TTL_SECS} seconds"),
+        ));
+    }
+    let now = unix_now();
+    let claims = Claims {
+        sub: state.config.app_id.clone(),
+        kind,
+        room: req.room,
+        peer: req.peer,
+        iat: now,
+        exp: now + req.ttl,
+        record: req.record,
+        extra_data: req.extra_data,
+    };
+    let token = token::encode(&claims, &state.config.secret);
+    Ok(Json(json!({ "status": true, "data": { "token": token } })).into_response())
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let kind = parse_kind(&kind)?;
+    let secret = bearer(&headers)?;
+    if !constant_time_eq(secret.as_bytes(), state.config.secret.as_bytes()) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "the Bearer token is not the app secret"));
+    }
+    let req: TokenRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
+    mint(&state, kind, req)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Deserialize)]
+struct DemoTokenQuery {
+    room: Option<String>,
+    peer: Option<String>,
+}
+
+/// Development convenience for the demo pages: a token without the secret,
+/// only when enabled (by default only with the development secret on a
+/// loopback HTTP address).
+async fn demo_token(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    Query(q): Query<DemoTokenQuery>,
+) -> Result<Response, ApiError> {
+    if !state.config.demo_tokens {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "demo tokens are disabled on this server (set --demo-tokens true, or mint a token with POST /token/* and the app secret)",
+        ));
+    }
+    let kind = parse_kind(&kind)?;
+    let peer = q
+        .peer
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| format!("demo-{:08x}", rand::random::<u32>()));
+    mint(
+        &state,
+        kind,
+        TokenRequest {
+            room: q.room.unwrap_or_else(|| "demo".into()),
+            peer: Some(peer),
+            ttl: 3600,
+            record: false,
+            extra_data: None,
+        },
+    )
+}
+
+fn caller(claims: &Claims) -> Caller {
+    Caller {
+        app: claims.sub.clone(),
+        room: claims.room.clone(),
+        peer: claims.peer.clone(),
+    }
+}
+
+fn paths(role: Role) -> (&'static str, TokenKind) {
+    match role {
+        Role::Publish => ("/whip/conn/", TokenKind::Whip),
+        Role::Play => ("/whep/conn/", TokenKind::Whep),
+    }
+}
+
+async fn create(
+    state: AppState,
+    role: Role,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Err(WorkerError::Unavailable.into());
+    }
+    let (prefix, kind) = paths(role);
+    let claims = authorize(&state, &headers, kind)?;
+    require_content_type(&headers, "application/sdp")?;
+    if body.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty body: expected an SDP offer"));
+    }
+    let peer = claims
+        .peer
+        .clone()
+        .unwrap_or_else(|| format!("viewer-{:08x}", rand::random::<u32>()));
+    let created = ask(&state, |reply| Command::Create {
+        role,
+        caller: caller(&claims),
+        peer,
+        offer: body,
+        reply,
+    })
+    .await??;
+    let location = format!("{prefix}{}", created.id);
+    Ok((
+        StatusCode::CREATED,
+        [
+            (CONTENT_TYPE, "application/sdp".to_owned()),
+            (LOCATION, location),
+            (ETAG, created.etag),
+        ],
+        created.answer,
+    )
+        .into_response())
+}
+
+async fn patch_session(
+    state: AppState,
+    role: Role,
+    id: String,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    let (_, kind) = paths(role);
+    let claims = authorize(&state, &headers, kind)?;
+    require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
+    let frag = SdpFrag::parse(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("malformed sdpfrag: {e}"))
+    })?;
+    let if_match = headers
+        .get(IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_owned());
+    let patched = ask(&state, |reply| Command::Patch {
+        role,
+        id,
+        caller: caller(&claims),
+        if_match,
+        frag,
+        reply,
+    })
+    .await??;
+    Ok(match patched {
+        Patched::Trickled => StatusCode::NO_CONTENT.into_response(),
+        Patched::Restarted { frag, etag } => (
+            StatusCode::OK,
+            [
+                (CONTENT_TYPE, "application/trickle-ice-sdpfrag".to_owned()),
+                (ETAG, etag),
+            ],
+            frag,
+        )
+            .into_response(),
+    })
+}
+
+async fn delete_session(
+    state: AppState,
+    role: Role,
+    id: String,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, kind) = paths(role);
+    let claims = authorize(&state, &headers, kind)?;
+    ask(&state, |reply| Command::Delete {
+        role,
+        id,
+        caller: caller(&claims),
+        reply,
+    })
+    .await??;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn whip_create(State(s): State<AppState>, h: HeaderMap, body: String) -> Result<Response, ApiError> {
+    create(s, Role::Publish, h, body).await
+}
+async fn whep_create(State(s): State<AppState>, h: HeaderMap, body: String) -> Result<Response, ApiError> {
+    create(s, Role::Play, h, body).await
+}
+async fn whip_patch(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    patch_session(s, Role::Publish, id, h, body).await
+}
+async fn whep_patch(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    patch_session(s, Role::Play, id, h, body).await
+}
+async fn whip_delete(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> Result<Response, ApiError> {
+    delete_session(s, Role::Publish, id, h).await
+}
+async fn whep_delete(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> Result<Response, ApiError> {
+    delete_session(s, Role::Play, id, h).await
+}

@@ -1,0 +1,200 @@
+//! Configuration: embedded defaults, overridden by an optional TOML file,
+//! then by environment variables, then by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// The secret used when none is configured. Tokens signed with it are only
+/// as safe as the machine; the server warns when it is in use.
+pub const DEV_SECRET: &str = "mediamesh-insecure-dev-secret";
+
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "mediamesh",
+    version,
+    about = "MediaMesh media server: WebRTC (WHIP/WHEP) SFU.",
+    long_about = "MediaMesh media server: WebRTC (WHIP/WHEP) SFU.\n\n\
+        With no arguments it runs one node with embedded defaults: HTTP API and demo pages on \
+        http://127.0.0.1:3000 (open /demo/whip to publish, /demo/whep to play), WebRTC media on \
+        UDP 127.0.0.1:3001.\n\n\
+        Every setting comes, by rising precedence, from the embedded default, the TOML file \
+        given by --config (keys are the flag names with '_' for '-'), the MEDIAMESH_* \
+        environment variable, and the flag."
+)]
+pub struct Cli {
+    /// TOML configuration file (keys: http_listen, media_listen, public_addr, secret, app_id, demo_tokens).
+    #[arg(long, env = "MEDIAMESH_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// TCP address of the HTTP API, WHIP/WHEP endpoints and demo pages [default: 127.0.0.1:3000].
+    #[arg(long, env = "MEDIAMESH_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
+    /// UDP address shared by every WebRTC session (ICE, DTLS, SRTP) [default: 127.0.0.1:3001].
+    #[arg(long, env = "MEDIAMESH_MEDIA_LISTEN")]
+    pub media_listen: Option<SocketAddr>,
+
+    /// Address peers are told to send media to (the ICE candidate), when it differs from
+    /// --media-listen (a 0.0.0.0 bind, NAT, a container) [default: the media listen address].
+    #[arg(long, env = "MEDIAMESH_PUBLIC_ADDR")]
+    pub public_addr: Option<SocketAddr>,
+
+    /// App secret: signs session tokens and authorizes POST /token/* as a Bearer token.
+    /// [default: a fixed development secret; the server warns while it is in use].
+    #[arg(long, env = "MEDIAMESH_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Application (tenant) id written into the tokens this node mints; rooms are namespaced by it [default: default].
+    #[arg(long, env = "MEDIAMESH_APP_ID")]
+    pub app_id: Option<String>,
+
+    /// Development convenience: let the demo pages fetch tokens from GET /demo/token/* without the
+    /// secret. [default: on only when the secret is the development default and HTTP listens on loopback].
+    #[arg(long, env = "MEDIAMESH_DEMO_TOKENS")]
+    pub demo_tokens: Option<bool>,
+}
+
+/// The same keys, read from a TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    http_listen: Option<SocketAddr>,
+    media_listen: Option<SocketAddr>,
+    public_addr: Option<SocketAddr>,
+    secret: Option<String>,
+    app_id: Option<String>,
+    demo_tokens: Option<bool>,
+}
+
+/// The settings in force.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http_listen: SocketAddr,
+    pub media_listen: SocketAddr,
+    pub public_addr: SocketAddr,
+    pub secret: String,
+    pub app_id: String,
+    pub demo_tokens: bool,
+}
+
+impl Config {
+    pub fn is_dev_secret(&self) -> bool {
+        self.secret == DEV_SECRET
+    }
+
+    /// Merges flags/environment (already in `cli`) over the file over defaults.
+    pub fn resolve(cli: Cli) -> Result<Config, String> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| format!("config file {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let http_listen = cli
+            .http_listen
+            .or(file.http_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
+        let media_listen = cli
+            .media_listen
+            .or(file.media_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3001)));
+        let public_addr = match cli.public_addr.or(file.public_addr) {
+            Some(a) => a,
+            None if media_listen.ip().is_unspecified() => {
+                return Err(format!(
+                    "--media-listen {media_listen} binds every interface: set --public-addr to the address peers should send media to"
+                ));
+            }
+            None => media_listen,
+        };
+        if public_addr.ip().is_unspecified() || public_addr.port() == 0 {
+            return Err(format!(
+                "--public-addr {public_addr} must be a concrete IP and port"
+            ));
+        }
+        let secret = cli
+            .secret
+            .or(file.secret)
+            .unwrap_or_else(|| DEV_SECRET.to_owned());
+        if secret.is_empty() {
+            return Err("--secret must not be empty".into());
+        }
+        let app_id = cli
+            .app_id
+            .or(file.app_id)
+            .unwrap_or_else(|| "default".to_owned());
+        let demo_tokens = cli
+            .demo_tokens
+            .or(file.demo_tokens)
+            .unwrap_or(secret == DEV_SECRET && http_listen.ip().is_loopback());
+        Ok(Config {
+            http_listen,
+            media_listen,
+            public_addr,
+            secret,
+            app_id,
+            demo_tokens,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_a_working_single_node() {
+        let c = Config::resolve(Cli::default()).unwrap();
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.public_addr.to_string(), "127.0.0.1:3001");
+        assert!(c.is_dev_secret());
+        assert!(c.demo_tokens);
+    }
+
+    #[test]
+    fn file_then_flags_override() {
+        let dir = std::env::temp_dir().join(format!("mm-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "http_listen = \"127.0.0.1:4000\"\nsecret = \"s3\"\nmedia_listen = \"0.0.0.0:4001\"\npublic_addr = \"127.0.0.2:4001\"\n",
+        )
+        .unwrap();
+        let cli = Cli {
+            config: Some(path.clone()),
+            http_listen: Some("127.0.0.1:5000".parse().unwrap()),
+            ..Cli::default()
+        };
+        let c = Config::resolve(cli).unwrap();
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.secret, "s3");
+        assert_eq!(c.public_addr.to_string(), "127.0.0.2:4001");
+        // A real secret turns the demo token shortcut off.
+        assert!(!c.demo_tokens);
+
+        std::fs::write(&path, "htp_listen = 1\n").unwrap();
+        let err = Config::resolve(Cli {
+            config: Some(path),
+            ..Cli::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("htp_listen"), "{err}");
+    }
+
+    #[test]
+    fn unspecified_bind_needs_a_public_address() {
+        let err = Config::resolve(Cli {
+            media_listen: Some("0.0.0.0:3001".parse().unwrap()),
+            ..Cli::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("--public-addr"), "{err}");
+    }
+}

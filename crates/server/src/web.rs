@@ -1,0 +1,5 @@
+//! Demo pages, embedded in the binary so `mediamesh` alone serves them.
+
+pub const INDEX: &str = include_str!("../../../web/demo/index.html");
+pub const WHIP: &str = include_str!("../../../web/demo/whip.html");
+pub const WHEP: &str = include_str!("../../../web/demo/whep.html");

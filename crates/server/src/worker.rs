@@ -1,0 +1,471 @@
+//! The media worker: one thread that owns the shared UDP socket, every
+//! WebRTC session and the SFU core. A packet that arrives here is forwarded
+//! from here, without crossing threads. The HTTP API talks to it through
+//! [`Command`]s.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mediamesh_core::{Output, PeerId, RoomId, Sfu};
+use mediamesh_webrtc::{Demux, Role, SdpFrag, Session, SessionError, SessionEvent, Transmit};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+/// Why the worker refused a command; the HTTP layer turns it into a status.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no such session")]
+    NotFound,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("ETag does not match the session's current ICE session")]
+    PreconditionFailed,
+    #[error("server is shutting down")]
+    Unavailable,
+}
+
+/// Who is asking: the app and room of a verified token, and its peer if it
+/// names one.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub app: String,
+    pub room: String,
+    pub peer: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Created {
+    pub id: String,
+    pub answer: String,
+    pub etag: String,
+}
+
+#[derive(Debug)]
+pub enum Patched {
+    /// Candidates added.
+    Trickled,
+    /// ICE restarted: answer with this fragment and ETag.
+    Restarted { frag: String, etag: String },
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Stats {
+    pub sessions: usize,
+    pub rooms: usize,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub send_drops: u64,
+}
+
+pub enum Command {
+    Create {
+        role: Role,
+        caller: Caller,
+        peer: String,
+        offer: String,
+        reply: oneshot::Sender<Result<Created, WorkerError>>,
+    },
+    Patch {
+        role: Role,
+        id: String,
+        caller: Caller,
+        if_match: Option<String>,
+        frag: SdpFrag,
+        reply: oneshot::Sender<Result<Patched, WorkerError>>,
+    },
+    Delete {
+        role: Role,
+        id: String,
+        caller: Caller,
+        reply: oneshot::Sender<Result<(), WorkerError>>,
+    },
+    Stats {
+        reply: oneshot::Sender<Stats>,
+    },
+    /// Close every session, flush, and stop.
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+type Key = u64;
+
+struct Conn {
+    id: String,
+    session: Session,
+    peer: PeerId,
+    app: String,
+    room: String,
+    peer_name: String,
+    etag: String,
+}
+
+pub struct Worker {
+    socket: UdpSocket,
+    candidate: SocketAddr,
+    sfu: Sfu,
+    conns: HashMap<Key, Conn>,
+    by_id: HashMap<String, Key>,
+    by_peer: HashMap<PeerId, Key>,
+    demux: Demux<Key>,
+    next_key: Key,
+    dirty: Vec<Key>,
+    draining: bool,
+    stats: Stats,
+}
+
+/// Datagrams read in one go before timers and commands get a turn.
+const RECV_BATCH: usize = 64;
+
+impl Worker {
+    pub fn new(socket: UdpSocket, candidate: SocketAddr) -> Self {
+        Self {
+            socket,
+            candidate,
+            sfu: Sfu::new(),
+            conns: HashMap::new(),
+            by_id: HashMap::new(),
+            by_peer: HashMap::new(),
+            demux: Demux::new(),
+            next_key: 0,
+            dirty: Vec::new(),
+            draining: false,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Runs until a `Shutdown` command has been served (or every command
+    /// sender is gone).
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => {
+                    let now = Instant::now();
+                    match r {
+                        Ok((n, from)) => self.on_datagram(now, from, &buf[..n]),
+                        Err(e) => tracing::debug!("udp recv: {e}"),
+                    }
+                    for _ in 1..RECV_BATCH {
+                        match self.socket.try_recv_from(&mut buf) {
+                            Ok((n, from)) => self.on_datagram(now, from, &buf[..n]),
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                            Err(e) => { tracing::debug!("udp recv: {e}"); break; }
+                        }
+                    }
+                    self.process(now);
+                }
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    if let Some(done) = self.on_command(cmd) {
+                        self.shutdown().await;
+                        let _ = done.send(());
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.on_timeout(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(1);
+        self.conns
+            .values()
+            .map(|c| c.session.next_timeout())
+            .chain(self.sfu.poll_timeout())
+            .min()
+            .map_or(far, |t| t.min(far))
+    }
+
+    fn on_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.stats.packets_in += 1;
+        let Some(key) = self.demux.route(from, data) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if let Err(e) = conn.session.handle_receive(now, from, data) {
+            tracing::debug!(session = %conn.id, "input rejected: {e}");
+        }
+        self.dirty.push(key);
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.session.next_timeout() <= now {
+                if let Err(e) = conn.session.handle_timeout(now) {
+                    tracing::debug!(session = %conn.id, "timeout: {e}");
+                }
+                self.dirty.push(*key);
+            }
+        }
+        self.sfu.handle_timeout(now);
+        self.process(now);
+    }
+
+    /// Polls every session that had input, applies what they report to the
+    /// core, and delivers what the core decides, until nothing moves.
+    fn process(&mut self, now: Instant) {
+        let mut events = Vec::new();
+        loop {
+            while let Some(key) = self.dirty.pop() {
+                let Some(conn) = self.conns.get_mut(&key) else {
+                    continue;
+                };
+                let socket = &self.socket;
+                let stats = &mut self.stats;
+                conn.session.poll(now, &mut |t: Transmit| {
+                    match socket.try_send_to(&t.contents, t.destination) {
+                        Ok(_) => stats.packets_out += 1,
+                        Err(_) => stats.send_drops += 1,
+                    }
+                });
+                events.extend(conn.session.take_events().map(|e| (key, e)));
+            }
+            for (key, event) in events.drain(..) {
+                self.on_session_event(key, event, now);
+            }
+            while let Some(out) = self.sfu.poll_output() {
+                self.on_core_output(out);
+            }
+            if self.dirty.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn on_session_event(&mut self, key: Key, event: SessionEvent, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        match event {
+            SessionEvent::Connected => {
+                tracing::info!(session = %conn.id, room = %conn.room, peer = %conn.peer_name, "connected");
+            }
+            SessionEvent::WantsTrack { mid, kind } => {
+                match self.sfu.publish_track(conn.peer, kind, now) {
+                    Ok(track) => conn.session.bind_track(mid, track),
+                    Err(e) => tracing::warn!("publish: {e}"),
+                }
+            }
+            SessionEvent::WantsReceiver { mid, kind, codecs } => {
+                match self.sfu.add_receiver(conn.peer, kind, codecs, now) {
+                    Ok(r) => conn.session.bind_receiver(mid, r),
+                    Err(e) => tracing::warn!("receiver: {e}"),
+                }
+            }
+            SessionEvent::Media { track, packet } => {
+                if let Err(e) = self.sfu.on_media(track, packet) {
+                    tracing::debug!("media: {e}");
+                }
+            }
+            SessionEvent::KeyframeRequest { receiver } => {
+                let _ = self.sfu.request_keyframe(receiver, now);
+            }
+            SessionEvent::Closed => self.remove(key, now),
+        }
+    }
+
+    fn on_core_output(&mut self, out: Output) {
+        match out {
+            Output::Media {
+                peer,
+                receiver,
+                packet,
+            } => {
+                if let Some(key) = self.by_peer.get(&peer).copied() {
+                    if let Some(conn) = self.conns.get_mut(&key) {
+                        conn.session.send_media(receiver, &packet);
+                        self.dirty.push(key);
+                    }
+                }
+            }
+            Output::RequestKeyframe { peer, track } => {
+                if let Some(key) = self.by_peer.get(&peer).copied() {
+                    if let Some(conn) = self.conns.get_mut(&key) {
+                        conn.session.request_keyframe(track);
+                        self.dirty.push(key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, key: Key, now: Instant) {
+        let Some(conn) = self.conns.remove(&key) else {
+            return;
+        };
+        self.by_id.remove(&conn.id);
+        self.by_peer.remove(&conn.peer);
+        self.demux.remove(key);
+        let _ = self.sfu.remove_peer(conn.peer, now);
+        tracing::info!(session = %conn.id, room = %conn.room, peer = %conn.peer_name, "session ended");
+    }
+
+    /// Serves one command; returns the reply channel of a shutdown.
+    fn on_command(&mut self, cmd: Command) -> Option<oneshot::Sender<()>> {
+        let now = Instant::now();
+        match cmd {
+            Command::Create {
+                role,
+                caller,
+                peer,
+                offer,
+                reply,
+            } => {
+                let r = self.create(role, caller, peer, &offer, now);
+                self.process(now);
+                let _ = reply.send(r);
+            }
+            Command::Patch {
+                role,
+                id,
+                caller,
+                if_match,
+                frag,
+                reply,
+            } => {
+                let r = self.patch(role, &id, &caller, if_match.as_deref(), &frag);
+                self.process(now);
+                let _ = reply.send(r);
+            }
+            Command::Delete {
+                role,
+                id,
+                caller,
+                reply,
+            } => {
+                let r = self.find(role, &id, &caller).map(|key| {
+                    if let Some(conn) = self.conns.get_mut(&key) {
+                        conn.session.close();
+                    }
+                    self.dirty.push(key);
+                });
+                self.process(now);
+                let _ = reply.send(r);
+            }
+            Command::Stats { reply } => {
+                let mut s = self.stats;
+                s.sessions = self.conns.len();
+                s.rooms = self.sfu.room_count();
+                let _ = reply.send(s);
+            }
+            Command::Shutdown { reply } => return Some(reply),
+        }
+        None
+    }
+
+    fn create(
+        &mut self,
+        role: Role,
+        caller: Caller,
+        peer_name: String,
+        offer: &str,
+        now: Instant,
+    ) -> Result<Created, WorkerError> {
+        if self.draining {
+            return Err(WorkerError::Unavailable);
+        }
+        let (session, answer) =
+            Session::accept(role, offer, self.candidate, now).map_err(|e| match e {
+                SessionError::BadOffer(_) | SessionError::Rejected(_) => {
+                    WorkerError::BadRequest(e.to_string())
+                }
+                other => WorkerError::BadRequest(other.to_string()),
+            })?;
+        let peer = self
+            .sfu
+            .add_peer(RoomId::new(&caller.app, &caller.room), &peer_name);
+        self.next_key += 1;
+        let key = self.next_key;
+        let id = format!("{:032x}", rand::random::<u128>());
+        let etag = format!("\"{}\"", session.local_ufrag());
+        self.demux.add_ufrag(session.local_ufrag(), key);
+        self.by_id.insert(id.clone(), key);
+        self.by_peer.insert(peer, key);
+        tracing::info!(session = %id, room = %caller.room, peer = %peer_name, ?role, "session created");
+        self.conns.insert(
+            key,
+            Conn {
+                id: id.clone(),
+                session,
+                peer,
+                app: caller.app,
+                room: caller.room,
+                peer_name,
+                etag: etag.clone(),
+            },
+        );
+        // The answer's m-lines are waiting as events: bind them now.
+        self.dirty.push(key);
+        Ok(Created { id, answer, etag })
+    }
+
+    fn find(&self, role: Role, id: &str, caller: &Caller) -> Result<Key, WorkerError> {
+        let key = *self.by_id.get(id).ok_or(WorkerError::NotFound)?;
+        let conn = self.conns.get(&key).ok_or(WorkerError::NotFound)?;
+        if conn.session.role() != role {
+            return Err(WorkerError::NotFound);
+        }
+        let same_peer = caller.peer.as_ref().is_none_or(|p| *p == conn.peer_name);
+        if conn.app != caller.app || conn.room != caller.room || !same_peer {
+            return Err(WorkerError::Forbidden(
+                "the token is for another room or peer than this session",
+            ));
+        }
+        Ok(key)
+    }
+
+    fn patch(
+        &mut self,
+        role: Role,
+        id: &str,
+        caller: &Caller,
+        if_match: Option<&str>,
+        frag: &SdpFrag,
+    ) -> Result<Patched, WorkerError> {
+        let key = self.find(role, id, caller)?;
+        let conn = self.conns.get_mut(&key).ok_or(WorkerError::NotFound)?;
+        if let Some(tag) = if_match {
+            if tag != "*" && tag != conn.etag {
+                return Err(WorkerError::PreconditionFailed);
+            }
+        }
+        let restarted = conn
+            .session
+            .apply_sdpfrag(frag)
+            .map_err(|e| WorkerError::BadRequest(e.to_string()))?;
+        self.dirty.push(key);
+        match restarted {
+            None => Ok(Patched::Trickled),
+            Some(creds) => {
+                conn.etag = format!("\"{}\"", creds.ufrag);
+                let frag = conn.session.restart_answer(&creds);
+                let etag = conn.etag.clone();
+                self.demux.add_ufrag(&creds.ufrag, key);
+                Ok(Patched::Restarted { frag, etag })
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        self.draining = true;
+        let now = Instant::now();
+        let keys: Vec<Key> = self.conns.keys().copied().collect();
+        tracing::info!(sessions = keys.len(), "draining sessions");
+        for key in keys {
+            if let Some(conn) = self.conns.get_mut(&key) {
+                conn.session.close();
+            }
+            self.dirty.push(key);
+        }
+        self.process(now);
+    }
+}
