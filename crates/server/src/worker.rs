@@ -112,6 +112,7 @@ pub struct Worker {
     demux: Demux<Key>,
     next_key: Key,
     dirty: Vec<Key>,
+    events: Vec<(Key, SessionEvent)>,
     draining: bool,
     stats: Stats,
 }
@@ -131,6 +132,7 @@ impl Worker {
             demux: Demux::new(),
             next_key: 0,
             dirty: Vec::new(),
+            events: Vec::new(),
             draining: false,
             stats: Stats::default(),
         }
@@ -194,7 +196,7 @@ impl Worker {
         if let Err(e) = conn.session.handle_receive(now, from, data) {
             tracing::debug!(session = %conn.id, "input rejected: {e}");
         }
-        self.dirty.push(key);
+        self.poll_session(key, now);
     }
 
     fn on_timeout(&mut self, now: Instant) {
@@ -210,34 +212,44 @@ impl Worker {
         self.process(now);
     }
 
-    /// Polls every session that had input, applies what they report to the
-    /// core, and delivers what the core decides, until nothing moves.
+    /// Drains one session: datagrams out, events queued for [`Self::process`].
+    /// str0m keeps a single pending RTP packet, so a session must be polled
+    /// after every datagram it is given.
+    fn poll_session(&mut self, key: Key, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let socket = &self.socket;
+        let stats = &mut self.stats;
+        conn.session.poll(now, &mut |t: Transmit| {
+            match socket.try_send_to(&t.contents, t.destination) {
+                Ok(_) => stats.packets_out += 1,
+                Err(_) => stats.send_drops += 1,
+            }
+        });
+        self.events
+            .extend(conn.session.take_events().map(|e| (key, e)));
+    }
+
+    /// Applies what sessions reported to the core, delivers what the core
+    /// decides, and polls the sessions that got work, until nothing moves.
     fn process(&mut self, now: Instant) {
-        let mut events = Vec::new();
         loop {
             while let Some(key) = self.dirty.pop() {
-                let Some(conn) = self.conns.get_mut(&key) else {
-                    continue;
-                };
-                let socket = &self.socket;
-                let stats = &mut self.stats;
-                conn.session.poll(now, &mut |t: Transmit| {
-                    match socket.try_send_to(&t.contents, t.destination) {
-                        Ok(_) => stats.packets_out += 1,
-                        Err(_) => stats.send_drops += 1,
-                    }
-                });
-                events.extend(conn.session.take_events().map(|e| (key, e)));
+                self.poll_session(key, now);
             }
-            for (key, event) in events.drain(..) {
-                self.on_session_event(key, event, now);
-            }
-            while let Some(out) = self.sfu.poll_output() {
-                self.on_core_output(out);
-            }
-            if self.dirty.is_empty() {
+            if self.events.is_empty() {
                 break;
             }
+            let mut events = std::mem::take(&mut self.events);
+            for (key, event) in events.drain(..) {
+                self.on_session_event(key, event, now);
+                while let Some(out) = self.sfu.poll_output() {
+                    self.on_core_output(out);
+                }
+            }
+            // Keep the allocation.
+            self.events = events;
         }
     }
 

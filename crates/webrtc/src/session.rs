@@ -95,6 +95,9 @@ pub struct Session {
     connect_by: Instant,
     closed: bool,
     next_timeout: Instant,
+    /// Packets were written since the last poll: str0m only stamps and
+    /// releases queued packets when time is advanced.
+    wrote: bool,
 }
 
 /// How long ICE may stay disconnected before the session ends.
@@ -128,6 +131,14 @@ fn sdp_ufrag(sdp: &str) -> Option<String> {
     sdp.lines()
         .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
         .map(|u| u.trim().to_owned())
+}
+
+/// The `a=mid` values of an SDP, in m-line order.
+fn sdp_mids(sdp: &str) -> Vec<Mid> {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a=mid:"))
+        .map(|m| Mid::from(m.trim()))
+        .collect()
 }
 
 impl Session {
@@ -174,6 +185,7 @@ impl Session {
             connect_by: now + CONNECT_TIMEOUT,
             closed: false,
             next_timeout: now,
+            wrote: false,
         };
         s.rx_codecs = s
             .rtc
@@ -182,9 +194,13 @@ impl Session {
             .iter()
             .filter_map(|p| Some((p.pt(), to_codec(p.spec().codec)?)))
             .collect();
-        // Collect the m-lines the offer created before judging it.
-        let mut sink = |_: Transmit| {};
-        s.poll(now, &mut sink);
+        // str0m announces m-lines (MediaAdded) only once DTLS is up; the
+        // server needs them now to create tracks and receivers.
+        for mid in sdp_mids(offer) {
+            if let Some(kind) = s.rtc.media(mid).map(|m| m.kind()) {
+                s.on_media_added(mid, kind);
+            }
+        }
         let usable = match role {
             Role::Publish => !s.inbound.is_empty(),
             Role::Play => !s.outbound.is_empty(),
@@ -277,6 +293,11 @@ impl Session {
     /// Drains str0m: datagrams go to `transmit`, events are queued for
     /// [`Session::take_events`]. Returns the next timeout.
     pub fn poll(&mut self, now: Instant, transmit: &mut impl FnMut(Transmit)) -> Instant {
+        if std::mem::take(&mut self.wrote) {
+            if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!("session tick: {e}");
+            }
+        }
         loop {
             if !self.rtc.is_alive() {
                 if !self.closed {
@@ -338,7 +359,6 @@ impl Session {
                 }
                 _ => {}
             },
-            Event::MediaAdded(m) => self.on_media_added(m.mid, m.kind),
             Event::RtpPacket(p) => self.on_rtp(p),
             Event::KeyframeRequest(req) => {
                 if let Some(receiver) = self
@@ -467,6 +487,7 @@ impl Session {
             .ext_vals(ext)
             .nackable(packet.codec.kind() == MediaKind::Video),
         );
+        self.wrote = true;
     }
 
     /// Asks the publisher for a keyframe on the track's m-line.
@@ -573,5 +594,19 @@ mod tests {
             Some("abcd")
         );
         assert_eq!(sdp_ufrag("v=0\r\n"), None);
+    }
+}
+
+#[cfg(test)]
+mod offer_tests {
+    use super::*;
+
+    #[test]
+    fn answers_a_chrome_recvonly_offer() {
+        let offer = include_str!("../tests/data/chrome-recvonly-offer.sdp").replace('\n', "\r\n");
+        let addr: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        let r = Session::accept(Role::Play, &offer, addr, Instant::now());
+        let (s, answer) = r.map_err(|e| e.to_string()).unwrap();
+        assert_eq!(s.outbound.len(), 2, "{answer}");
     }
 }
