@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mediamesh_core::{Output, PeerId, RoomId, Sfu};
-use mediamesh_webrtc::{Demux, Role, SdpFrag, Session, SessionError, SessionEvent, Transmit};
+use mediamesh_webrtc::{is_stun, Demux, Role, SdpFrag, Session, SessionError, SessionEvent, Transmit};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -144,6 +144,13 @@ impl Worker {
         let mut buf = vec![0u8; 2048];
         loop {
             let deadline = self.next_deadline();
+            // Timers first: under steady traffic the sleep below would be
+            // re-armed before it ever fires.
+            let now = Instant::now();
+            if deadline <= now {
+                self.on_timeout(now);
+                continue;
+            }
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => {
                     let now = Instant::now();
@@ -168,9 +175,7 @@ impl Worker {
                         break;
                     }
                 }
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    self.on_timeout(Instant::now());
-                }
+                _ = tokio::time::sleep_until(deadline.into()) => {}
             }
         }
     }
@@ -188,8 +193,10 @@ impl Worker {
     fn on_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.stats.packets_in += 1;
         let Some(key) = self.demux.route(from, data) else {
+            tracing::trace!(%from, len = data.len(), "datagram for no session");
             return;
         };
+        tracing::trace!(%from, len = data.len(), key, "datagram");
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
         };
@@ -221,12 +228,17 @@ impl Worker {
         };
         let socket = &self.socket;
         let stats = &mut self.stats;
-        conn.session.poll(now, &mut |t: Transmit| {
+        let demux = &mut self.demux;
+        let nt = conn.session.poll(now, &mut |t: Transmit| {
+            if is_stun(&t.contents) {
+                demux.learn(t.destination, key);
+            }
             match socket.try_send_to(&t.contents, t.destination) {
                 Ok(_) => stats.packets_out += 1,
                 Err(_) => stats.send_drops += 1,
             }
         });
+        tracing::trace!(key, next_in = ?nt.saturating_duration_since(now), "polled");
         self.events
             .extend(conn.session.take_events().map(|e| (key, e)));
     }

@@ -43,6 +43,13 @@ impl<K: Copy + Eq + Hash> Demux<K> {
         self.by_addr.retain(|_, k| *k != key);
     }
 
+    /// A session sends to `remote`: replies from there are its own. Needed
+    /// for STUN responses to our connectivity checks, which carry no
+    /// USERNAME, before the peer's own checks have taught us its address.
+    pub fn learn(&mut self, remote: SocketAddr, key: K) {
+        self.by_addr.insert(remote, key);
+    }
+
     pub fn route(&mut self, source: SocketAddr, datagram: &[u8]) -> Option<K> {
         if let Some(ufrag) = stun_local_ufrag(datagram) {
             let key = *self.by_ufrag.get(ufrag)?;
@@ -96,6 +103,10 @@ mod tests {
         assert_eq!(d.route(a, &dtls), Some(1));
         assert_eq!(d.route(b, &dtls), Some(2));
         assert_eq!(d.route(a, &stun("nobody:x")), None);
+        let c: SocketAddr = "127.0.0.1:5002".parse().unwrap();
+        assert_eq!(d.route(c, &dtls), None);
+        d.learn(c, 1);
+        assert_eq!(d.route(c, &dtls), Some(1));
         // The same address moving to another session (ICE restart).
         assert_eq!(d.route(a, &stun("two:z")), Some(2));
         assert_eq!(d.route(a, &dtls), Some(2));

@@ -17,4 +17,4 @@ mod stun;
 pub use demux::Demux;
 pub use sdpfrag::{SdpFrag, SdpFragError};
 pub use session::{Role, Session, SessionError, SessionEvent, Transmit};
-pub use stun::stun_local_ufrag;
+pub use stun::{is_stun, stun_local_ufrag};

@@ -169,6 +169,9 @@ impl Session {
             .sdp_api()
             .accept_offer(parsed)
             .map_err(|e| SessionError::BadOffer(e.to_string()))?;
+        // Start the clocks: str0m's ICE agent schedules no check before its
+        // first timeout input.
+        rtc.handle_input(Input::Timeout(now))?;
         let local_creds = rtc.direct_api().local_ice_credentials();
         let mut s = Session {
             rtc,

@@ -5,10 +5,16 @@ const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 const ATTR_USERNAME: u16 = 0x0006;
 const HEADER_LEN: usize = 20;
 
+/// Whether a datagram is a STUN message (RFC 7983 demultiplexing plus the
+/// magic cookie).
+pub fn is_stun(buf: &[u8]) -> bool {
+    buf.len() >= HEADER_LEN && buf[0] & 0xc0 == 0 && buf[4..8] == MAGIC_COOKIE
+}
+
 /// For a STUN message, the ufrag before the `:` of its USERNAME
 /// (`local:remote` as seen by the receiver). `None` for anything else.
 pub fn stun_local_ufrag(buf: &[u8]) -> Option<&str> {
-    if buf.len() < HEADER_LEN || buf[0] & 0xc0 != 0 || buf[4..8] != MAGIC_COOKIE {
+    if !is_stun(buf) {
         return None;
     }
     let body_len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
