@@ -121,7 +121,9 @@ fn h264_has_idr(p: &[u8]) -> bool {
             let mut i = 1;
             while i + 2 < p.len() {
                 let size = usize::from(u16::from_be_bytes([p[i], p[i + 1]]));
-                let Some(&nal) = p.get(i + 2) else { return false };
+                let Some(&nal) = p.get(i + 2) else {
+                    return false;
+                };
                 if size > 0 && is_key(nal & 0x1f) {
                     return true;
                 }

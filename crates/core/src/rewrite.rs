@@ -132,7 +132,9 @@ mod tests {
         assert_eq!(seq, 3);
         assert_eq!(ts, (u32::MAX - 100).wrapping_add(9000));
         // Timestamps keep their relation within the new source, across u32 wrap.
-        let (seq2, ts2) = r.rewrite(6, 1234 + 3000, t0 + Duration::from_millis(133)).unwrap();
+        let (seq2, ts2) = r
+            .rewrite(6, 1234 + 3000, t0 + Duration::from_millis(133))
+            .unwrap();
         assert_eq!(seq2, 4);
         assert_eq!(ts2, ts.wrapping_add(3000));
         // A late packet of the old source is dropped.

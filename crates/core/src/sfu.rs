@@ -149,7 +149,10 @@ impl Sfu {
     }
 
     pub fn room_peers(&self, room: &RoomId) -> &[PeerId] {
-        self.rooms.get(room).map(|r| r.peers.as_slice()).unwrap_or(&[])
+        self.rooms
+            .get(room)
+            .map(|r| r.peers.as_slice())
+            .unwrap_or(&[])
     }
 
     pub fn room_count(&self) -> usize {
@@ -392,7 +395,10 @@ impl Sfu {
 
     /// When [`Sfu::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.tracks.values().filter_map(|t| t.keyframes.timeout()).min()
+        self.tracks
+            .values()
+            .filter_map(|t| t.keyframes.timeout())
+            .min()
     }
 
     /// Time passed: repeat keyframe requests that were not answered.
@@ -529,7 +535,9 @@ mod tests {
         sfu.remove_peer(p1, t0 + ms(20)).unwrap();
         assert_eq!(sfu.receiver_source(ra), None);
         let p2 = sfu.add_peer(room.clone(), "p2");
-        let a2 = sfu.publish_track(p2, MediaKind::Audio, t0 + ms(1000)).unwrap();
+        let a2 = sfu
+            .publish_track(p2, MediaKind::Audio, t0 + ms(1000))
+            .unwrap();
         assert_eq!(sfu.receiver_source(ra), Some(a2));
         sfu.on_media(a2, pkt(Codec::Opus, 9000, 7, true, t0 + ms(1000)))
             .unwrap();

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::header::{
-    AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION, WWW_AUTHENTICATE,
-};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, patch, post};
@@ -133,16 +131,24 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>"))?;
+    let value = headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <token>",
+        )
+    })?;
     let value = value
         .to_str()
         .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "Authorization header is not text"))?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Authorization must be `Bearer <token>`"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Authorization must be `Bearer <token>`",
+            )
+        })?;
     Ok(token.trim())
 }
 
@@ -154,7 +160,11 @@ fn authorize(state: &AppState, headers: &HeaderMap, kind: TokenKind) -> Result<C
     if claims.kind != kind {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("this endpoint needs a {kind:?} token, not a {:?} token", claims.kind).to_lowercase(),
+            format!(
+                "this endpoint needs a {kind:?} token, not a {:?} token",
+                claims.kind
+            )
+            .to_lowercase(),
         ));
     }
     Ok(claims)
@@ -199,13 +209,26 @@ fn parse_kind(kind: &str) -> Result<TokenKind, ApiError> {
 
 fn mint(state: &AppState, kind: TokenKind, req: TokenRequest) -> Result<Response, ApiError> {
     if req.room.is_empty() || req.room.len() > 128 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "room must be 1 to 128 bytes"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "room must be 1 to 128 bytes",
+        ));
     }
-    if req.peer.as_ref().is_some_and(|p| p.is_empty() || p.len() > 128) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "peer must be 1 to 128 bytes"));
+    if req
+        .peer
+        .as_ref()
+        .is_some_and(|p| p.is_empty() || p.len() > 128)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "peer must be 1 to 128 bytes",
+        ));
     }
     if kind != TokenKind::Whep && req.peer.is_none() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "peer is required for this token kind"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "peer is required for this token kind",
+        ));
     }
     if req.ttl == 0 || req.ttl > MAX_TTL_SECS {
         return Err(ApiError::new(
@@ -237,7 +260,10 @@ async fn create_token(
     let kind = parse_kind(&kind)?;
     let secret = bearer(&headers)?;
     if !constant_time_eq(secret.as_bytes(), state.config.secret.as_bytes()) {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "the Bearer token is not the app secret"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the Bearer token is not the app secret",
+        ));
     }
     let req: TokenRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
@@ -314,7 +340,10 @@ async fn create(
     let claims = authorize(&state, &headers, kind)?;
     require_content_type(&headers, "application/sdp")?;
     if body.trim().is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty body: expected an SDP offer"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty body: expected an SDP offer",
+        ));
     }
     let peer = claims
         .peer
@@ -351,9 +380,8 @@ async fn patch_session(
     let (_, kind) = paths(role);
     let claims = authorize(&state, &headers, kind)?;
     require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
-    let frag = SdpFrag::parse(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("malformed sdpfrag: {e}"))
-    })?;
+    let frag = SdpFrag::parse(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed sdpfrag: {e}")))?;
     let if_match = headers
         .get(IF_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -399,10 +427,18 @@ async fn delete_session(
     Ok(StatusCode::OK.into_response())
 }
 
-async fn whip_create(State(s): State<AppState>, h: HeaderMap, body: String) -> Result<Response, ApiError> {
+async fn whip_create(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
     create(s, Role::Publish, h, body).await
 }
-async fn whep_create(State(s): State<AppState>, h: HeaderMap, body: String) -> Result<Response, ApiError> {
+async fn whep_create(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
     create(s, Role::Play, h, body).await
 }
 async fn whip_patch(
@@ -421,9 +457,17 @@ async fn whep_patch(
 ) -> Result<Response, ApiError> {
     patch_session(s, Role::Play, id, h, body).await
 }
-async fn whip_delete(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> Result<Response, ApiError> {
+async fn whip_delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
     delete_session(s, Role::Publish, id, h).await
 }
-async fn whep_delete(State(s): State<AppState>, Path(id): Path<String>, h: HeaderMap) -> Result<Response, ApiError> {
+async fn whep_delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
     delete_session(s, Role::Play, id, h).await
 }

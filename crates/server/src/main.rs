@@ -85,8 +85,8 @@ fn run(config: Config) -> Result<(), String> {
         draining: draining.clone(),
     };
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(http)
-            .map_err(|e| format!("HTTP socket: {e}"))?;
+        let listener =
+            tokio::net::TcpListener::from_std(http).map_err(|e| format!("HTTP socket: {e}"))?;
         tracing::info!(
             "MediaMesh ready: HTTP http://{} (demo: http://{}/demo/), media UDP {} (candidate {})",
             config.http_listen,

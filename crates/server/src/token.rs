@@ -78,7 +78,8 @@ struct Header {
 /// Checks signature and expiry (`now` in Unix seconds).
 pub fn decode(token: &str, secret: &str, now: u64) -> Result<Claims, TokenError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(b), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(b), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(TokenError::Malformed);
     };
@@ -140,11 +141,18 @@ mod tests {
         let mut c = claims();
         c.room = "r2".into();
         parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap());
-        assert_eq!(decode(&parts.join("."), "s", 1500), Err(TokenError::Signature));
+        assert_eq!(
+            decode(&parts.join("."), "s", 1500),
+            Err(TokenError::Signature)
+        );
         assert_eq!(decode("abc", "s", 0), Err(TokenError::Malformed));
         assert_eq!(decode("a.b.c.d", "s", 0), Err(TokenError::Malformed));
         assert_eq!(decode("!!.!!.!!", "s", 0), Err(TokenError::Malformed));
-        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), parts[1]);
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            parts[1]
+        );
         assert_eq!(decode(&none, "s", 1500), Err(TokenError::Algorithm));
     }
 }

@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mediamesh_core::{Output, PeerId, RoomId, Sfu};
-use mediamesh_webrtc::{is_stun, Demux, Role, SdpFrag, Session, SessionError, SessionEvent, Transmit};
+use mediamesh_webrtc::{
+    is_stun, Demux, Role, SdpFrag, Session, SessionError, SessionEvent, Transmit,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -87,7 +89,9 @@ pub enum Command {
         reply: oneshot::Sender<Stats>,
     },
     /// Close every session, flush, and stop.
-    Shutdown { reply: oneshot::Sender<()> },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 type Key = u64;

@@ -370,8 +370,7 @@ impl Session {
                     .find(|o| o.mid == req.mid)
                     .and_then(|o| o.receiver)
                 {
-                    self.events
-                        .push(SessionEvent::KeyframeRequest { receiver });
+                    self.events.push(SessionEvent::KeyframeRequest { receiver });
                 }
             }
             _ => {}
