@@ -133,6 +133,20 @@ fn sdp_ufrag(sdp: &str) -> Option<String> {
         .map(|u| u.trim().to_owned())
 }
 
+/// A parser's message as one line a person can read: no line breaks and no
+/// memory addresses.
+fn one_line(msg: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for line in msg.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let line = match line.find(" at PointerOffset(") {
+            Some(i) => &line[..i],
+            None => line,
+        };
+        out.push(line.to_owned());
+    }
+    out.join("; ")
+}
+
 /// The `a=mid` values of an SDP, in m-line order.
 fn sdp_mids(sdp: &str) -> Vec<Mid> {
     sdp.lines()
@@ -150,8 +164,8 @@ impl Session {
         candidate: SocketAddr,
         now: Instant,
     ) -> Result<(Session, String), SessionError> {
-        let parsed =
-            SdpOffer::from_sdp_string(offer).map_err(|e| SessionError::BadOffer(e.to_string()))?;
+        let parsed = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
@@ -168,7 +182,7 @@ impl Session {
         let answer = rtc
             .sdp_api()
             .accept_offer(parsed)
-            .map_err(|e| SessionError::BadOffer(e.to_string()))?;
+            .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
         // Start the clocks: str0m's ICE agent schedules no check before its
         // first timeout input.
         rtc.handle_input(Input::Timeout(now))?;
@@ -587,6 +601,14 @@ mod tests {
             Err(e) => panic!("unexpected error: {e}"),
             Ok(_) => panic!("accepted garbage"),
         }
+    }
+
+    #[test]
+    fn parser_messages_become_one_line() {
+        assert_eq!(
+            one_line("SDP parse: Parse error at PointerOffset(0x7f00)\nUnexpected ``\n\nUnexpected `o`\n"),
+            "SDP parse: Parse error; Unexpected ``; Unexpected `o`"
+        );
     }
 
     #[test]
