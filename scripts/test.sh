@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole MediaMesh test suite: formatting, lints, unit, HTTP, process and
+# end-to-end tests with real clients. Installs what the end-to-end tests need
+# (apt, npm, pip) when it is missing. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "unit, HTTP API and process tests"
+cargo test --workspace --locked
+
+step "end-to-end tests (Chromium, aiortc, GStreamer)"
+cargo build -p mediamesh --locked
+MEDIAMESH_BIN="$PWD/target/debug/mediamesh" bash scripts/e2e.sh
