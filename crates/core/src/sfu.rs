@@ -8,8 +8,10 @@ use crate::keyframe::KeyframeRequests;
 use crate::rewrite::Rewriter;
 use crate::{Codec, MediaKind, MediaPacket, PeerId, ReceiverId, RoomId, TrackId};
 
-/// Minimum time between two keyframe requests sent to one publisher.
-const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// Minimum time between two keyframe requests sent to one publisher when the
+/// last one was answered, and when it was not (see [`KeyframeRequests`]).
+const KEYFRAME_GAP_ANSWERED: Duration = Duration::from_millis(200);
+const KEYFRAME_GAP_UNANSWERED: Duration = Duration::from_millis(500);
 
 /// What the core asks the transports to do.
 #[derive(Debug, Clone)]
@@ -186,7 +188,7 @@ impl Sfu {
                 room: room.clone(),
                 kind,
                 subscribers: Vec::new(),
-                keyframes: KeyframeRequests::new(KEYFRAME_REQUEST_INTERVAL),
+                keyframes: KeyframeRequests::new(KEYFRAME_GAP_ANSWERED, KEYFRAME_GAP_UNANSWERED),
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {

@@ -295,6 +295,7 @@ impl Worker {
                 }
             }
             SessionEvent::KeyframeRequest { receiver } => {
+                tracing::debug!(session = %conn.id, %receiver, "keyframe request from player");
                 let _ = self.sfu.request_keyframe(receiver, now);
             }
             SessionEvent::Closed => self.remove(key, now),
@@ -316,6 +317,7 @@ impl Worker {
                 }
             }
             Output::RequestKeyframe { peer, track } => {
+                tracing::debug!(%peer, %track, "keyframe request to publisher");
                 if let Some(key) = self.by_peer.get(&peer).copied() {
                     if let Some(conn) = self.conns.get_mut(&key) {
                         conn.session.request_keyframe(track);

@@ -220,7 +220,9 @@ async fn trickle_accepts_multi_line_fragments_and_ice_restart() {
     assert_ne!(new_etag, etag);
     assert!(r.body.contains("a=ice-ufrag:"), "{}", r.body);
     assert!(r.body.contains("a=ice-pwd:"), "{}", r.body);
-    assert!(r.body.contains("a=candidate:"), "{}", r.body);
+    // Once, on the BUNDLE-tagged m-line (clients splice candidate lines
+    // into their remote description; duplicates break some of them).
+    assert_eq!(r.body.matches("a=candidate:").count(), 1, "{}", r.body);
     assert!(r.body.contains("a=end-of-candidates"), "{}", r.body);
     let r = call(&app, trickle(frag.into(), Some(&etag))).await;
     assert_eq!(

@@ -36,7 +36,9 @@ pub enum SessionEvent {
     /// track and calls [`Session::bind_track`].
     WantsTrack { mid: Mid, kind: MediaKind },
     /// The peer plays media on this m-line: the server creates a receiver
-    /// and calls [`Session::bind_receiver`].
+    /// and calls [`Session::bind_receiver`]. Sent once the connection is up,
+    /// so the keyframe the receiver asks for is not spent before it can be
+    /// delivered.
     WantsReceiver {
         mid: Mid,
         kind: MediaKind,
@@ -89,6 +91,8 @@ pub struct Session {
     /// Payload type to codec, for the packets the peer sends.
     rx_codecs: Vec<(Pt, Codec)>,
     events: Vec<SessionEvent>,
+    /// `WantsReceiver` events held until the connection is up.
+    until_connected: Vec<SessionEvent>,
     connected: bool,
     disconnected_since: Option<Instant>,
     /// A session that has not connected by then is given up.
@@ -197,6 +201,7 @@ impl Session {
             outbound: Vec::new(),
             rx_codecs: Vec::new(),
             events: Vec::new(),
+            until_connected: Vec::new(),
             connected: false,
             disconnected_since: None,
             connect_by: now + CONNECT_TIMEOUT,
@@ -366,6 +371,7 @@ impl Session {
             Event::Connected => {
                 self.connected = true;
                 self.events.push(SessionEvent::Connected);
+                self.events.append(&mut self.until_connected);
             }
             Event::IceConnectionStateChange(state) => match state {
                 IceConnectionState::Disconnected => {
@@ -423,7 +429,7 @@ impl Session {
                 receiver: None,
                 pts,
             });
-            self.events
+            self.until_connected
                 .push(SessionEvent::WantsReceiver { mid, kind, codecs });
         }
     }
@@ -565,22 +571,24 @@ impl Session {
     }
 
     /// The fragment answering an ICE restart (RFC 8840): our new
-    /// credentials and candidate.
+    /// credentials, and our candidate once, on the BUNDLE-tagged (first)
+    /// m-line, which carries the transport for every m-line.
     pub fn restart_answer(&self, creds: &IceCreds) -> String {
-        let mut s = String::new();
-        s.push_str(&format!("a=ice-ufrag:{}\r\n", creds.ufrag));
-        s.push_str(&format!("a=ice-pwd:{}\r\n", creds.pass));
-        let mids: Vec<Mid> = self
+        let mut s = format!(
+            "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
+            creds.ufrag, creds.pass
+        );
+        let first = self
             .inbound
             .iter()
             .map(|i| i.mid)
             .chain(self.outbound.iter().map(|o| o.mid))
-            .collect();
-        let mut cand = self.candidate.clone();
-        cand.set_ufrag(&creds.ufrag);
-        for mid in mids {
+            .next();
+        if let Some(mid) = first {
+            let mut cand = self.candidate.clone();
+            cand.set_ufrag(&creds.ufrag);
             s.push_str(&format!(
-                "m=audio 9 RTP/AVP 0\r\na=mid:{mid}\r\na={}\r\na=end-of-candidates\r\n",
+                "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:{mid}\r\na={}\r\na=end-of-candidates\r\n",
                 cand.to_sdp_string()
             ));
         }
