@@ -403,13 +403,9 @@ impl Worker {
         if self.draining {
             return Err(WorkerError::Unavailable);
         }
-        let (session, answer) =
-            Session::accept(role, offer, self.candidate, now).map_err(|e| match e {
-                SessionError::BadOffer(_) | SessionError::Rejected(_) => {
-                    WorkerError::BadRequest(e.to_string())
-                }
-                other => WorkerError::BadRequest(other.to_string()),
-            })?;
+        // Every way an offer can fail is the client's to fix.
+        let (session, answer) = Session::accept(role, offer, self.candidate, now)
+            .map_err(|e: SessionError| WorkerError::BadRequest(e.to_string()))?;
         let peer = self
             .sfu
             .add_peer(RoomId::new(&caller.app, &caller.room), &peer_name);

@@ -269,11 +269,6 @@ impl Session {
         }
     }
 
-    /// The tracks and receivers bound to this session.
-    pub fn tracks(&self) -> impl Iterator<Item = TrackId> + '_ {
-        self.inbound.iter().filter_map(|i| i.track)
-    }
-
     /// A datagram for this session arrived.
     pub fn handle_receive(
         &mut self,

@@ -15,6 +15,16 @@ export const MEDIAMESH_BIN = process.env.MEDIAMESH_BIN
   ? resolve(process.env.MEDIAMESH_BIN)
   : join(REPO_DIR, 'target', 'debug', 'mediamesh');
 
+// Children still running when this test process exits (a test timed out, an
+// exception escaped) are killed so that no server or client outlives its test.
+const liveChildren = new Set();
+process.on('exit', () => { for (const c of liveChildren) { try { c.kill('SIGKILL'); } catch {} } });
+export function trackChild(child) {
+  liveChildren.add(child);
+  child.on('exit', () => liveChildren.delete(child));
+  return child;
+}
+
 export function freeTcpPort() {
   return new Promise((ok, fail) => {
     const s = createServer();
@@ -39,6 +49,8 @@ export function freeUdpPort() {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** A sleep that does not keep the process alive (for races against other events). */
+export const sleepUnref = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 
 /** Keeps the last `max` lines of a stream. */
 class Tail {
@@ -52,9 +64,10 @@ class Tail {
 }
 
 export class MediaMesh {
-  constructor(name) {
+  /** `secret: null` starts the server with its built-in development secret (no --secret). */
+  constructor(name, { secret = 'e2e-secret-' + Math.random().toString(36).slice(2) } = {}) {
     this.name = name;
-    this.secret = 'e2e-secret-' + Math.random().toString(36).slice(2);
+    this.secret = secret;
     this.tail = new Tail(120);
     this.proc = null;
     this.exited = null;
@@ -75,12 +88,14 @@ export class MediaMesh {
     const logFile = createWriteStream(this.logPath);
     const args = ['--http-listen', `127.0.0.1:${this.httpPort}`,
       '--media-listen', `127.0.0.1:${this.mediaPort}`,
-      '--secret', this.secret, ...extraArgs];
+      ...(this.secret ? ['--secret', this.secret] : []), ...extraArgs];
     this.cmdline = `${MEDIAMESH_BIN} ${args.join(' ')}`;
     this.proc = spawn(MEDIAMESH_BIN, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { RUST_BACKTRACE: '1', ...process.env },
+      // No inherited MEDIAMESH_* settings: each test says what it runs with.
+      env: { RUST_BACKTRACE: '1', ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MEDIAMESH_'))) },
     });
+    trackChild(this.proc);
     const onData = (d) => { this.tail.push(d); logFile.write(d); };
     this.proc.stdout.on('data', onData);
     this.proc.stderr.on('data', onData);
@@ -132,8 +147,8 @@ export class MediaMesh {
   async stop() {
     if (!this.proc || this.exited) return;
     this.proc.kill('SIGTERM');
-    const t = await Promise.race([this.exitPromise, sleep(3000).then(() => null)]);
-    if (!t) { this.proc.kill('SIGKILL'); await Promise.race([this.exitPromise, sleep(2000)]); }
+    const t = await Promise.race([this.exitPromise, sleepUnref(3000).then(() => null)]);
+    if (!t) { this.proc.kill('SIGKILL'); await Promise.race([this.exitPromise, sleepUnref(2000)]); }
   }
 }
 

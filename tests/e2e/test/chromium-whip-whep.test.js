@@ -108,6 +108,16 @@ test('chromium-whip-whep: WHIPClient publishes, WHEPClient and plain WHEP viewer
       for (const [page, name] of viewers) {
         await expectFlowing(page, name, { width: 256, context: allCtx });
       }
+      for (const [page, name] of viewers) {
+        const st = await statsOf(page, name);
+        console.log(`# viewer ${name} after publisher switch: ${JSON.stringify({ video: st.video, audio: st.audio })}`);
+        // Loopback loses nothing; a large count means broken sequence-number rewriting at the switch.
+        for (const kind of ['video', 'audio']) {
+          const { packetsLost, packetsReceived } = st[kind];
+          assert.ok(packetsLost <= Math.max(20, packetsReceived * 0.1),
+            `viewer ${name} ${kind}: packetsLost ${packetsLost} of ${packetsReceived} received across the publisher switch`);
+        }
+      }
       const viewerPosts = [...await httpLog(earlyPage), ...await httpLog(latePage)].filter((h) => h.method === 'POST' && h.url.includes('/whep/endpoint'));
       assert.equal(viewerPosts.length, 3, `viewers made exactly 3 WHEP POSTs (no reconnect): ${JSON.stringify(viewerPosts)}`);
 
@@ -127,6 +137,55 @@ test('chromium-whip-whep: WHIPClient publishes, WHEPClient and plain WHEP viewer
       }
       assert.ok(all.some((h) => h.method === 'PATCH'), `whip-whep sent trickle PATCHes\n${summary}`);
       console.log(`# http exchanges:\n${summary.replace(/^/gm, '#   ')}`);
+    });
+  } finally {
+    for (const p of pages) await p.context().close().catch(() => {});
+    await server.stop();
+  }
+});
+
+test('chromium-whip-whep: ICE restart (PATCH If-Match: *) keeps media flowing, by hand and by the whip-whep clients', { timeout: 120000 }, async () => {
+  const server = new MediaMesh('chromium-ice-restart');
+  const pages = [];
+  try {
+    await server.start();
+    await withServerContext(server, async () => {
+      const room = 'room-ice-restart';
+      const pubPage = await openHarness('publisher'); pages.push(pubPage);
+      const viewPage = await openHarness('viewer'); pages.push(viewPage);
+      const ctx = async () => (await sessionContext(pubPage, 'pub', { pageLog: false })) +
+        (await sessionContext(viewPage, 'V', { pageLog: false })) + (await sessionContext(viewPage, 'P'));
+      await pubPage.evaluate((o) => window.mm.publish(o), { name: 'pub', endpoint: `${server.base}/whip/endpoint`,
+        token: await server.token('whip', room, 'publisher'), width: 320, height: 240 });
+      await viewPage.evaluate((o) => window.mm.view(o), { name: 'V', endpoint: `${server.base}/whep/endpoint`,
+        token: await server.token('whep', room, 'viewer-lib'), mode: 'library' });
+      await viewPage.evaluate((o) => window.mm.view(o), { name: 'P', endpoint: `${server.base}/whep/endpoint`,
+        token: await server.token('whep', room, 'viewer-plain'), mode: 'plain' });
+      await expectFlowing(viewPage, 'V', { width: 320, context: ctx });
+      await expectFlowing(viewPage, 'P', { width: 320, context: ctx });
+
+      const steps = [
+        [viewPage, 'P', 'WHEP (by hand)', 'plainRestart'],
+        [viewPage, 'V', 'WHEP (whip-whep WHEPClient.restart)', 'restart'],
+        [pubPage, 'pub', 'WHIP (whip-whep WHIPClient.restart)', 'restart'],
+      ];
+      for (const [page, name, what, fn] of steps) {
+        const r = await page.evaluate(([n, f]) => window.mm[f](n), [name, fn])
+          .catch(async (e) => { throw new Error(`${what} ICE restart threw: ${e.message}` + await ctx()); });
+        const patch = r.http.find((h) => h.method === 'PATCH');
+        const show = JSON.stringify(r);
+        assert.ok(patch, `${what}: restart sent a PATCH: ${show}`);
+        assert.equal(patch.ifMatch, '*', `${what}: restart PATCH carries If-Match: *`);
+        assert.equal(patch.status, 200, `${what}: ICE restart PATCH -> ${patch.status} (expected 200 with an sdpfrag answer): ${show}`);
+        assert.notEqual(r.after.local, r.before.local, `${what}: the client's ICE ufrag changed: ${show}`);
+        assert.notEqual(r.after.remote, r.before.remote, `${what}: the server answered with a new ICE ufrag: ${show}`);
+        await waitFor(`${what}: session connected after ICE restart`, () => statsOf(page, name),
+          (s) => s.conn === 'connected' && (s.ice === 'connected' || s.ice === 'completed'), { context: ctx });
+        for (const v of ['P', 'V']) await expectFlowing(viewPage, v, { width: 320, context: ctx });
+      }
+      await pubPage.evaluate(() => window.mm.stop('pub'));
+      await viewPage.evaluate(() => window.mm.stop('V'));
+      await viewPage.evaluate(() => window.mm.stop('P'));
     });
   } finally {
     for (const p of pages) await p.context().close().catch(() => {});
