@@ -96,6 +96,14 @@ pub fn router(state: AppState) -> Router {
         .route("/demo/", get(|| async { Html(web::INDEX) }))
         .route("/demo/whip", get(|| async { Html(web::WHIP) }))
         .route("/demo/whep", get(|| async { Html(web::WHEP) }))
+        .route(
+            "/demo/demo.css",
+            get(|| async { ([(CONTENT_TYPE, "text/css; charset=utf-8")], web::CSS) }),
+        )
+        .route(
+            "/demo/demo.js",
+            get(|| async { ([(CONTENT_TYPE, "text/javascript; charset=utf-8")], web::JS) }),
+        )
         .route("/demo/token/{kind}", get(demo_token))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(cors)

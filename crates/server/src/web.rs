@@ -3,3 +3,6 @@
 pub const INDEX: &str = include_str!("../../../web/demo/index.html");
 pub const WHIP: &str = include_str!("../../../web/demo/whip.html");
 pub const WHEP: &str = include_str!("../../../web/demo/whep.html");
+/// Styles and code shared by the WHIP and WHEP pages.
+pub const CSS: &str = include_str!("../../../web/demo/demo.css");
+pub const JS: &str = include_str!("../../../web/demo/demo.js");

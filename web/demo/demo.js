@@ -1,0 +1,1 @@
+// shared code of the demo pages
