@@ -113,10 +113,9 @@ impl Config {
             }
             None => media_listen,
         };
-        if public_addr.ip().is_unspecified() || public_addr.port() == 0 {
-            return Err(format!(
-                "--public-addr {public_addr} must be a concrete IP and port"
-            ));
+        // Port 0 (a media port picked at bind time) is filled in then.
+        if public_addr.ip().is_unspecified() {
+            return Err(format!("--public-addr {public_addr} must be a concrete IP"));
         }
         let secret = cli
             .secret

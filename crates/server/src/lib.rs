@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod node;
 pub mod token;
 pub mod web;
 pub mod worker;

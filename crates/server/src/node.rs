@@ -1,0 +1,129 @@
+//! A running node: the sockets bound, the media worker thread and the HTTP
+//! thread started. `main` runs one until a signal; tests and tools embed one.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::worker::{Command, Worker};
+
+/// Handle to a node started by [`Node::start`].
+pub struct Node {
+    pub http_addr: SocketAddr,
+    pub media_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    http_thread: Option<JoinHandle<Result<(), String>>>,
+    media_thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Node {
+    /// Binds the HTTP and media sockets (port 0 picks a free one) and starts
+    /// serving. Fails with a message a person can act on.
+    pub fn start(config: Config) -> Result<Node, String> {
+        let udp = std::net::UdpSocket::bind(config.media_listen)
+            .map_err(|e| format!("cannot bind media UDP {}: {e}", config.media_listen))?;
+        udp.set_nonblocking(true)
+            .map_err(|e| format!("media socket: {e}"))?;
+        let media_addr = udp.local_addr().map_err(|e| format!("media socket: {e}"))?;
+        let http = std::net::TcpListener::bind(config.http_listen)
+            .map_err(|e| format!("cannot bind HTTP {}: {e}", config.http_listen))?;
+        http.set_nonblocking(true)
+            .map_err(|e| format!("HTTP socket: {e}"))?;
+        let http_addr = http.local_addr().map_err(|e| format!("HTTP socket: {e}"))?;
+        // A media port of 0 is only known now: advertise the real one.
+        let mut config = config;
+        if config.public_addr.port() == 0 {
+            config.public_addr.set_port(media_addr.port());
+        }
+
+        let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(1024);
+        let candidate = config.public_addr;
+        let media_thread = std::thread::Builder::new()
+            .name("media-worker".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("media runtime: {e}"))?;
+                rt.block_on(async move {
+                    let socket = tokio::net::UdpSocket::from_std(udp)
+                        .map_err(|e| format!("media socket: {e}"))?;
+                    Worker::new(socket, candidate).run(cmd_rx).await;
+                    Ok::<(), String>(())
+                })
+            })
+            .map_err(|e| format!("cannot start media thread: {e}"))?;
+
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let http_thread = std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("HTTP runtime: {e}"))?;
+                let draining = Arc::new(AtomicBool::new(false));
+                let state = AppState {
+                    config: Arc::new(config),
+                    worker: cmd_tx.clone(),
+                    draining: draining.clone(),
+                };
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(http)
+                        .map_err(|e| format!("HTTP socket: {e}"))?;
+                    axum::serve(listener, api::router(state))
+                        .with_graceful_shutdown(async move {
+                            let _ = stop_rx.await;
+                            draining.store(true, Ordering::Relaxed);
+                            tracing::info!("shutting down: no new sessions, draining");
+                            let (tx, rx) = oneshot::channel();
+                            if cmd_tx.send(Command::Shutdown { reply: tx }).await.is_ok() {
+                                let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+                            }
+                        })
+                        .await
+                        .map_err(|e| format!("HTTP server: {e}"))
+                })
+            })
+            .map_err(|e| format!("cannot start HTTP thread: {e}"))?;
+        Ok(Node {
+            http_addr,
+            media_addr,
+            stop: Some(stop_tx),
+            http_thread: Some(http_thread),
+            media_thread: Some(media_thread),
+        })
+    }
+
+    /// Stops taking sessions, closes the live ones, and waits for both
+    /// threads.
+    pub fn shutdown(mut self) -> Result<(), String> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), String> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        for t in [self.http_thread.take(), self.media_thread.take()]
+            .into_iter()
+            .flatten()
+        {
+            t.join()
+                .map_err(|_| "a node thread panicked".to_owned())??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
