@@ -1,33 +1,20 @@
 // GStreamer webrtcbin (RSA DTLS certificate, AES-128-ICM SRTP) publishes
 // videotestsrc VP8 + audiotestsrc Opus by WHIP; Chromium plays by WHEP.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { MediaMesh, withServerContext, E2E_DIR } from '../lib/server.js';
-import { startStaticServer } from '../lib/static.js';
-import { launchBrowser, newPage } from '../lib/browser.js';
+import { E2E_DIR } from '../lib/server.js';
+import { useChromium } from '../lib/fixtures.js';
 import { startProcess, requireFile, SYSTEM_PYTHON } from '../lib/proc.js';
 import { waitFor, statsOf, sessionContext, expectFlowing } from '../lib/media.js';
 
-let web;
-let browser;
-before(async () => {
-  web = await startStaticServer();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await web?.close();
-});
+const chromium = useChromium({ pages: true });
 
 test('gstreamer: webrtcbin publishes VP8 + Opus by WHIP, Chromium plays by WHEP', { timeout: 180000 }, async () => {
   requireFile(SYSTEM_PYTHON, 'Debian python3 with gi is needed (scripts/install-test-deps.sh)');
-  const server = new MediaMesh('gstreamer');
-  let gst = null;
-  let page = null;
-  try {
-    await server.start();
-    await withServerContext(server, async () => {
+  await chromium.withMediaMesh('gstreamer', {}, async (server, open) => {
+    let gst = null;
+    try {
       const room = 'room-gst';
       let publishing = false;
       gst = startProcess(SYSTEM_PYTHON, [join(E2E_DIR, 'python', 'gst_whip.py'), '--base', server.base,
@@ -43,9 +30,7 @@ test('gstreamer: webrtcbin publishes VP8 + Opus by WHIP, Chromium plays by WHEP'
         (l) => { const m = /streams=2 packets=(\d+),(\d+)/.exec(l); return m && +m[1] > 20 && +m[2] > 20; },
         { context: gstCtx });
 
-      page = await newPage(browser, 'gst-viewer');
-      await page.goto(`${web.base}/harness.html`);
-      await page.waitForFunction(() => window.mm?.ready === true);
+      const page = await open.harness('gst-viewer');
       const token = await server.token('whep', room, 'chromium-viewer');
       await page.evaluate((o) => window.mm.view(o), { name: 'V', endpoint: `${server.base}/whep/endpoint`, token, mode: 'library' })
         .catch(async (e) => { throw new Error(`WHEP view failed: ${e.message}` + await sessionContext(page, 'V', { sdp: true })); });
@@ -58,10 +43,8 @@ test('gstreamer: webrtcbin publishes VP8 + Opus by WHIP, Chromium plays by WHEP'
       const r = await gst.stop('SIGINT', 8000);
       assert.equal(r.code, 0, `gst_whip.py exit code after SIGINT` + gst.describe());
       assert.match(r.stdout, /^DELETE 200$/m, 'gst_whip.py DELETE of its WHIP session -> 200' + gst.describe());
-    });
-  } finally {
-    if (gst) await gst.stop('SIGKILL', 2000);
-    await page?.context().close().catch(() => {});
-    await server.stop();
-  }
+    } finally {
+      if (gst) await gst.stop('SIGKILL', 2000);
+    }
+  });
 });
