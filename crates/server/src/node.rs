@@ -12,6 +12,27 @@ use tokio::sync::{mpsc, oneshot};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::worker::{Command, Worker};
+use mediamesh_webrtc::DtlsIdentity;
+
+/// Socket buffers of the shared media socket. One socket carries every
+/// session, so bursts (keyframes to many viewers, many joins at once) need
+/// more than the kernel's default ~200 KiB.
+const MEDIA_SOCKET_BUFFER: usize = 8 << 20;
+
+fn size_buffers(udp: &std::net::UdpSocket) {
+    let sock = socket2::SockRef::from(udp);
+    let _ = sock.set_recv_buffer_size(MEDIA_SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(MEDIA_SOCKET_BUFFER);
+    let got = sock.recv_buffer_size().unwrap_or(0);
+    // Linux reports twice the usable size it granted.
+    if got < MEDIA_SOCKET_BUFFER {
+        tracing::warn!(
+            "media socket receive buffer is {} KiB (asked {} KiB): raise net.core.rmem_max and net.core.wmem_max for heavy load",
+            got / 1024,
+            MEDIA_SOCKET_BUFFER / 1024
+        );
+    }
+}
 
 /// Handle to a node started by [`Node::start`].
 pub struct Node {
@@ -30,6 +51,7 @@ impl Node {
             .map_err(|e| format!("cannot bind media UDP {}: {e}", config.media_listen))?;
         udp.set_nonblocking(true)
             .map_err(|e| format!("media socket: {e}"))?;
+        size_buffers(&udp);
         let media_addr = udp.local_addr().map_err(|e| format!("media socket: {e}"))?;
         let http = std::net::TcpListener::bind(config.http_listen)
             .map_err(|e| format!("cannot bind HTTP {}: {e}", config.http_listen))?;
@@ -42,6 +64,7 @@ impl Node {
             config.public_addr.set_port(media_addr.port());
         }
 
+        let identity = DtlsIdentity::generate().map_err(|e| e.to_string())?;
         let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(1024);
         let candidate = config.public_addr;
         let media_thread = std::thread::Builder::new()
@@ -54,7 +77,7 @@ impl Node {
                 rt.block_on(async move {
                     let socket = tokio::net::UdpSocket::from_std(udp)
                         .map_err(|e| format!("media socket: {e}"))?;
-                    Worker::new(socket, candidate).run(cmd_rx).await;
+                    Worker::new(socket, candidate, identity).run(cmd_rx).await;
                     Ok::<(), String>(())
                 })
             })

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mediamesh_core::{Output, PeerId, RoomId, Sfu};
 use mediamesh_webrtc::{
-    is_stun, Demux, Role, SdpFrag, Session, SessionError, SessionEvent, Transmit,
+    is_stun, Demux, DtlsIdentity, Role, SdpFrag, Session, SessionError, SessionEvent, Transmit,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -109,6 +109,7 @@ struct Conn {
 pub struct Worker {
     socket: UdpSocket,
     candidate: SocketAddr,
+    identity: DtlsIdentity,
     sfu: Sfu,
     conns: HashMap<Key, Conn>,
     by_id: HashMap<String, Key>,
@@ -125,10 +126,11 @@ pub struct Worker {
 const RECV_BATCH: usize = 64;
 
 impl Worker {
-    pub fn new(socket: UdpSocket, candidate: SocketAddr) -> Self {
+    pub fn new(socket: UdpSocket, candidate: SocketAddr, identity: DtlsIdentity) -> Self {
         Self {
             socket,
             candidate,
+            identity,
             sfu: Sfu::new(),
             conns: HashMap::new(),
             by_id: HashMap::new(),
@@ -404,8 +406,9 @@ impl Worker {
             return Err(WorkerError::Unavailable);
         }
         // Every way an offer can fail is the client's to fix.
-        let (session, answer) = Session::accept(role, offer, self.candidate, now)
-            .map_err(|e: SessionError| WorkerError::BadRequest(e.to_string()))?;
+        let (session, answer) =
+            Session::accept(role, offer, self.candidate, &self.identity, now)
+                .map_err(|e: SessionError| WorkerError::BadRequest(e.to_string()))?;
         let peer = self
             .sfu
             .add_peer(RoomId::new(&caller.app, &caller.room), &peer_name);

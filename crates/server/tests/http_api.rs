@@ -25,7 +25,8 @@ async fn app() -> Router {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(Worker::new(socket, addr).run(rx));
+    let identity = mediamesh_webrtc::DtlsIdentity::generate().unwrap();
+    tokio::spawn(Worker::new(socket, addr, identity).run(rx));
     let config = Config {
         http_listen: "127.0.0.1:0".parse().unwrap(),
         media_listen: addr,

@@ -16,5 +16,5 @@ mod stun;
 
 pub use demux::Demux;
 pub use sdpfrag::{SdpFrag, SdpFragError};
-pub use session::{Role, Session, SessionError, SessionEvent, Transmit};
+pub use session::{DtlsIdentity, Role, Session, SessionError, SessionEvent, Transmit};
 pub use stun::{is_stun, stun_local_ufrag};

@@ -11,6 +11,22 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcError};
 
+/// The DTLS certificate this node presents to every peer. Made once: a
+/// key pair per session would cost milliseconds of the media thread for each
+/// join. Peers check it against the fingerprint in the answer.
+#[derive(Clone)]
+pub struct DtlsIdentity(str0m::config::DtlsCert);
+
+impl DtlsIdentity {
+    pub fn generate() -> Result<DtlsIdentity, SessionError> {
+        str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .map(DtlsIdentity)
+            .ok_or(SessionError::Rejected("cannot generate a DTLS certificate"))
+    }
+}
+
 /// What the remote peer came for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -166,6 +182,7 @@ impl Session {
         role: Role,
         offer: &str,
         candidate: SocketAddr,
+        identity: &DtlsIdentity,
         now: Instant,
     ) -> Result<(Session, String), SessionError> {
         let parsed = SdpOffer::from_sdp_string(offer)
@@ -179,6 +196,7 @@ impl Session {
             .enable_h264(true)
             .enable_av1(true)
             .set_stats_interval(Some(Duration::from_secs(1)))
+            .set_dtls_cert(identity.0.clone())
             .build(now);
         let cand = Candidate::host(candidate, "udp")
             .map_err(|e| SessionError::BadCandidate(candidate.to_string(), e.to_string()))?;
@@ -599,7 +617,8 @@ mod tests {
     fn rejects_malformed_and_unusable_offers() {
         let now = Instant::now();
         let addr: SocketAddr = "127.0.0.1:3478".parse().unwrap();
-        match Session::accept(Role::Publish, "v=0\r\nnonsense", addr, now) {
+        let id = DtlsIdentity::generate().unwrap();
+        match Session::accept(Role::Publish, "v=0\r\nnonsense", addr, &id, now) {
             Err(SessionError::BadOffer(reason)) => assert!(!reason.is_empty()),
             Err(e) => panic!("unexpected error: {e}"),
             Ok(_) => panic!("accepted garbage"),
@@ -632,7 +651,8 @@ mod offer_tests {
     fn answers_a_chrome_recvonly_offer() {
         let offer = include_str!("../tests/data/chrome-recvonly-offer.sdp").replace('\n', "\r\n");
         let addr: SocketAddr = "127.0.0.1:3478".parse().unwrap();
-        let r = Session::accept(Role::Play, &offer, addr, Instant::now());
+        let id = DtlsIdentity::generate().unwrap();
+        let r = Session::accept(Role::Play, &offer, addr, &id, Instant::now());
         let (s, answer) = r.map_err(|e| e.to_string()).unwrap();
         assert_eq!(s.outbound.len(), 2, "{answer}");
     }
