@@ -43,7 +43,7 @@ args = sys.argv[2]
 def f(v, d=1):
     return "-" if v is None else f"{v:.{d}f}"
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md"], capture_output=True, text=True).stdout.strip()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 machine = f"{os.cpu_count()} x {cpu}, Linux {platform.release()}"
 date = datetime.date.today().isoformat()
