@@ -65,6 +65,8 @@ struct Track {
     owner: PeerId,
     room: RoomId,
     kind: MediaKind,
+    /// Unique per peer (e.g. `audio`, `video_screen`).
+    name: String,
     subscribers: Vec<ReceiverId>,
     keyframes: KeyframeRequests,
 }
@@ -75,10 +77,28 @@ struct Receiver {
     kind: MediaKind,
     /// Codecs the receiving peer can decode; other packets are not sent.
     codecs: Vec<Codec>,
+    /// What the receiver asked for.
+    want: ReceiverSource,
+    /// The live track it plays now, if `want` resolves to one.
     source: Option<TrackId>,
-    /// Video waits for a keyframe after every source change.
+    /// Paused receivers stay attached but get no packets.
+    paused: bool,
+    /// Video waits for a keyframe after every source change and resume.
     waiting_keyframe: bool,
     rewriter: Option<Rewriter>,
+}
+
+/// What a receiver plays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiverSource {
+    /// The newest live track of the receiver's kind published by another
+    /// peer of the room; moves on when that track stops (WHEP).
+    FollowRoom,
+    /// One named track of one named peer of the room; waits while it is
+    /// not live (SDK receivers).
+    Track { peer: String, track: String },
+    /// Nothing.
+    Detached,
 }
 
 /// The SFU state machine. All methods take the current time; none blocks.
@@ -166,12 +186,14 @@ impl Sfu {
         self.receivers.get(&receiver).and_then(|r| r.source)
     }
 
-    /// A peer starts publishing a track. Receivers in the room that follow
-    /// this kind and have no source attach to it.
+    /// A peer starts publishing a track named `name`. Receivers of the room
+    /// waiting for it attach: those that want exactly this {peer, track},
+    /// and idle ones that follow the room for this kind.
     pub fn publish_track(
         &mut self,
         peer: PeerId,
         kind: MediaKind,
+        name: &str,
         now: Instant,
     ) -> Result<TrackId, SfuError> {
         let room = self
@@ -187,6 +209,7 @@ impl Sfu {
                 owner: peer,
                 room: room.clone(),
                 kind,
+                name: name.to_owned(),
                 subscribers: Vec::new(),
                 keyframes: KeyframeRequests::new(KEYFRAME_GAP_ANSWERED, KEYFRAME_GAP_UNANSWERED),
             },
@@ -201,18 +224,30 @@ impl Sfu {
             }
             None => Vec::new(),
         };
-        let idle: Vec<ReceiverId> = room_peers
+        let owner_name = self
+            .peers
+            .get(&peer)
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
+        let waiting: Vec<ReceiverId> = room_peers
             .iter()
             .filter(|p| **p != peer)
             .filter_map(|p| self.peers.get(p))
             .flat_map(|p| p.receivers.iter().copied())
             .filter(|r| {
-                self.receivers
-                    .get(r)
-                    .is_some_and(|r| r.kind == kind && r.source.is_none())
+                self.receivers.get(r).is_some_and(|r| {
+                    r.kind == kind
+                        && match &r.want {
+                            ReceiverSource::FollowRoom => r.source.is_none(),
+                            ReceiverSource::Track { peer, track } => {
+                                *peer == owner_name && track == name
+                            }
+                            ReceiverSource::Detached => false,
+                        }
+                })
             })
             .collect();
-        for r in idle {
+        for r in waiting {
             self.attach(r, id, now);
         }
         Ok(id)
@@ -236,21 +271,21 @@ impl Sfu {
                 continue;
             };
             recv.source = None;
-            let owner = recv.owner;
-            if let Some(next) = self.pick_source(owner, t.kind) {
+            if let Some(next) = self.resolve(r) {
                 self.attach(r, next, now);
             }
         }
         Ok(())
     }
 
-    /// A peer adds a receiver that follows the room: it plays the newest live
-    /// track of its kind published by another peer, now and after changes.
+    /// A peer adds a receiver of `kind` that plays `source` (see
+    /// [`ReceiverSource`]), now and after the room changes.
     pub fn add_receiver(
         &mut self,
         peer: PeerId,
         kind: MediaKind,
         codecs: Vec<Codec>,
+        source: ReceiverSource,
         now: Instant,
     ) -> Result<ReceiverId, SfuError> {
         if !self.peers.contains_key(&peer) {
@@ -263,7 +298,9 @@ impl Sfu {
                 owner: peer,
                 kind,
                 codecs,
+                want: source,
                 source: None,
+                paused: false,
                 waiting_keyframe: false,
                 rewriter: None,
             },
@@ -271,10 +308,60 @@ impl Sfu {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.receivers.push(id);
         }
-        if let Some(track) = self.pick_source(peer, kind) {
+        if let Some(track) = self.resolve(id) {
             self.attach(id, track, now);
         }
         Ok(id)
+    }
+
+    /// Points a receiver at another source without renegotiation. The
+    /// stream it sends stays continuous (sequence numbers, timestamps) and
+    /// video resumes at the new source's next keyframe, requested now.
+    pub fn set_receiver_source(
+        &mut self,
+        receiver: ReceiverId,
+        source: ReceiverSource,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        let r = self
+            .receivers
+            .get_mut(&receiver)
+            .ok_or(SfuError::UnknownReceiver(receiver))?;
+        r.want = source;
+        match self.resolve(receiver) {
+            Some(track) => self.attach(receiver, track, now),
+            None => self.detach(receiver),
+        }
+        Ok(())
+    }
+
+    /// Pauses or resumes a receiver. Paused, it gets nothing; resumed, it
+    /// continues its numbering from where it stopped and video waits for a
+    /// keyframe (requested now).
+    pub fn set_receiver_paused(
+        &mut self,
+        receiver: ReceiverId,
+        paused: bool,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        let r = self
+            .receivers
+            .get_mut(&receiver)
+            .ok_or(SfuError::UnknownReceiver(receiver))?;
+        if r.paused == paused {
+            return Ok(());
+        }
+        r.paused = paused;
+        if paused {
+            return Ok(());
+        }
+        if let Some(rw) = r.rewriter.as_mut() {
+            rw.switch_source();
+        }
+        if let Some(track) = r.source {
+            self.want_keyframe(receiver, track, now);
+        }
+        Ok(())
     }
 
     pub fn remove_receiver(&mut self, receiver: ReceiverId) -> Result<(), SfuError> {
@@ -291,46 +378,84 @@ impl Sfu {
         Ok(())
     }
 
-    fn pick_source(&self, peer: PeerId, kind: MediaKind) -> Option<TrackId> {
-        let room = &self.peers.get(&peer)?.room;
-        self.rooms
-            .get(room)?
-            .tracks
-            .iter()
-            .rev()
-            .copied()
-            .find(|t| {
+    /// The live track a receiver's wish points at now.
+    fn resolve(&self, receiver: ReceiverId) -> Option<TrackId> {
+        let r = self.receivers.get(&receiver)?;
+        let room = &self.peers.get(&r.owner)?.room;
+        let tracks = &self.rooms.get(room)?.tracks;
+        match &r.want {
+            ReceiverSource::Detached => None,
+            ReceiverSource::FollowRoom => tracks.iter().rev().copied().find(|t| {
                 self.tracks
                     .get(t)
-                    .is_some_and(|t| t.kind == kind && t.owner != peer)
-            })
+                    .is_some_and(|t| t.kind == r.kind && t.owner != r.owner)
+            }),
+            ReceiverSource::Track { peer, track } => tracks.iter().copied().find(|t| {
+                self.tracks.get(t).is_some_and(|t| {
+                    t.kind == r.kind
+                        && t.name == *track
+                        && self.peers.get(&t.owner).is_some_and(|p| p.name == *peer)
+                })
+            }),
+        }
     }
 
-    fn attach(&mut self, receiver: ReceiverId, track: TrackId, now: Instant) {
-        let Some(t) = self.tracks.get_mut(&track) else {
-            return;
-        };
+    /// Takes a receiver off its track (it keeps its wish).
+    fn detach(&mut self, receiver: ReceiverId) {
         let Some(r) = self.receivers.get_mut(&receiver) else {
             return;
         };
-        if let Some(old) = r.source {
-            if old == track {
-                return;
+        if let Some(old) = r.source.take() {
+            if let Some(t) = self.tracks.get_mut(&old) {
+                t.subscribers.retain(|x| *x != receiver);
             }
         }
+    }
+
+    fn attach(&mut self, receiver: ReceiverId, track: TrackId, now: Instant) {
+        if !self.tracks.contains_key(&track) {
+            return;
+        }
+        match self.receivers.get(&receiver) {
+            Some(r) if r.source == Some(track) => return,
+            Some(_) => {}
+            None => return,
+        }
+        self.detach(receiver);
+        let (Some(t), Some(r)) = (
+            self.tracks.get_mut(&track),
+            self.receivers.get_mut(&receiver),
+        ) else {
+            return;
+        };
         r.source = Some(track);
         if let Some(rw) = r.rewriter.as_mut() {
             rw.switch_source();
         }
         t.subscribers.push(receiver);
-        if t.kind == MediaKind::Video {
-            r.waiting_keyframe = true;
-            if t.keyframes.request(now) {
-                self.outputs.push_back(Output::RequestKeyframe {
-                    peer: t.owner,
-                    track,
-                });
-            }
+        if !r.paused {
+            self.want_keyframe(receiver, track, now);
+        }
+    }
+
+    /// A video receiver starts waiting for a keyframe of `track`, and the
+    /// track's publisher is asked for one (aggregated).
+    fn want_keyframe(&mut self, receiver: ReceiverId, track: TrackId, now: Instant) {
+        let (Some(t), Some(r)) = (
+            self.tracks.get_mut(&track),
+            self.receivers.get_mut(&receiver),
+        ) else {
+            return;
+        };
+        if t.kind != MediaKind::Video {
+            return;
+        }
+        r.waiting_keyframe = true;
+        if t.keyframes.request(now) {
+            self.outputs.push_back(Output::RequestKeyframe {
+                peer: t.owner,
+                track,
+            });
         }
     }
 
@@ -347,7 +472,7 @@ impl Sfu {
             let Some(r) = self.receivers.get_mut(rid) else {
                 continue;
             };
-            if !r.codecs.contains(&packet.codec) {
+            if r.paused || !r.codecs.contains(&packet.codec) {
                 continue;
             }
             if r.waiting_keyframe {
@@ -464,12 +589,20 @@ mod tests {
         let mut sfu = Sfu::new();
         let viewer = sfu.add_peer(room.clone(), "v");
         let rv = sfu
-            .add_receiver(viewer, MediaKind::Video, ALL.to_vec(), t0)
+            .add_receiver(
+                viewer,
+                MediaKind::Video,
+                ALL.to_vec(),
+                ReceiverSource::FollowRoom,
+                t0,
+            )
             .unwrap();
         assert!(drain(&mut sfu).is_empty());
 
         let publisher = sfu.add_peer(room.clone(), "p");
-        let track = sfu.publish_track(publisher, MediaKind::Video, t0).unwrap();
+        let track = sfu
+            .publish_track(publisher, MediaKind::Video, "video", t0)
+            .unwrap();
         assert_eq!(sfu.receiver_source(rv), Some(track));
         let out = drain(&mut sfu);
         assert!(matches!(
@@ -495,11 +628,19 @@ mod tests {
         let room = RoomId::new("app", "r");
         let mut sfu = Sfu::new();
         let publisher = sfu.add_peer(room.clone(), "p");
-        let track = sfu.publish_track(publisher, MediaKind::Video, t0).unwrap();
+        let track = sfu
+            .publish_track(publisher, MediaKind::Video, "video", t0)
+            .unwrap();
         for i in 0..3 {
             let v = sfu.add_peer(room.clone(), format!("v{i}"));
-            sfu.add_receiver(v, MediaKind::Video, ALL.to_vec(), t0 + ms(i))
-                .unwrap();
+            sfu.add_receiver(
+                v,
+                MediaKind::Video,
+                ALL.to_vec(),
+                ReceiverSource::FollowRoom,
+                t0 + ms(i),
+            )
+            .unwrap();
         }
         let reqs = |o: &[Output]| {
             o.iter()
@@ -523,10 +664,18 @@ mod tests {
         let room = RoomId::new("app", "r");
         let mut sfu = Sfu::new();
         let p1 = sfu.add_peer(room.clone(), "p1");
-        let a1 = sfu.publish_track(p1, MediaKind::Audio, t0).unwrap();
+        let a1 = sfu
+            .publish_track(p1, MediaKind::Audio, "audio", t0)
+            .unwrap();
         let viewer = sfu.add_peer(room.clone(), "v");
         let ra = sfu
-            .add_receiver(viewer, MediaKind::Audio, ALL.to_vec(), t0)
+            .add_receiver(
+                viewer,
+                MediaKind::Audio,
+                ALL.to_vec(),
+                ReceiverSource::FollowRoom,
+                t0,
+            )
             .unwrap();
         for i in 0..3 {
             sfu.on_media(a1, pkt(Codec::Opus, 50 + i, 960 * i as u32, true, t0))
@@ -538,7 +687,7 @@ mod tests {
         assert_eq!(sfu.receiver_source(ra), None);
         let p2 = sfu.add_peer(room.clone(), "p2");
         let a2 = sfu
-            .publish_track(p2, MediaKind::Audio, t0 + ms(1000))
+            .publish_track(p2, MediaKind::Audio, "audio", t0 + ms(1000))
             .unwrap();
         assert_eq!(sfu.receiver_source(ra), Some(a2));
         sfu.on_media(a2, pkt(Codec::Opus, 9000, 7, true, t0 + ms(1000)))
@@ -558,14 +707,26 @@ mod tests {
         let mut sfu = Sfu::new();
         let p = sfu.add_peer(room.clone(), "p");
         let rv = sfu
-            .add_receiver(p, MediaKind::Video, vec![Codec::H264], t0)
+            .add_receiver(
+                p,
+                MediaKind::Video,
+                vec![Codec::H264],
+                ReceiverSource::FollowRoom,
+                t0,
+            )
             .unwrap();
-        let t = sfu.publish_track(p, MediaKind::Video, t0).unwrap();
+        let t = sfu.publish_track(p, MediaKind::Video, "video", t0).unwrap();
         assert_eq!(sfu.receiver_source(rv), None);
 
         let v = sfu.add_peer(room.clone(), "v");
         let rv2 = sfu
-            .add_receiver(v, MediaKind::Video, vec![Codec::H264], t0)
+            .add_receiver(
+                v,
+                MediaKind::Video,
+                vec![Codec::H264],
+                ReceiverSource::FollowRoom,
+                t0,
+            )
             .unwrap();
         assert_eq!(sfu.receiver_source(rv2), Some(t));
         drain(&mut sfu);
@@ -580,12 +741,24 @@ mod tests {
         let a = sfu.add_peer(RoomId::new("app", "a"), "p");
         let b = sfu.add_peer(RoomId::new("app", "b"), "v");
         let other_app = sfu.add_peer(RoomId::new("other", "a"), "v");
-        sfu.publish_track(a, MediaKind::Audio, t0).unwrap();
+        sfu.publish_track(a, MediaKind::Audio, "audio", t0).unwrap();
         let rb = sfu
-            .add_receiver(b, MediaKind::Audio, ALL.to_vec(), t0)
+            .add_receiver(
+                b,
+                MediaKind::Audio,
+                ALL.to_vec(),
+                ReceiverSource::FollowRoom,
+                t0,
+            )
             .unwrap();
         let ro = sfu
-            .add_receiver(other_app, MediaKind::Audio, ALL.to_vec(), t0)
+            .add_receiver(
+                other_app,
+                MediaKind::Audio,
+                ALL.to_vec(),
+                ReceiverSource::FollowRoom,
+                t0,
+            )
             .unwrap();
         assert_eq!(sfu.receiver_source(rb), None);
         assert_eq!(sfu.receiver_source(ro), None);
@@ -594,5 +767,105 @@ mod tests {
         sfu.remove_peer(b, t0).unwrap();
         assert_eq!(sfu.room_count(), 1);
         assert_eq!(sfu.remove_peer(a, t0), Err(SfuError::UnknownPeer(a)));
+    }
+
+    fn video_pkt(seq: u64, key: bool, at: Instant) -> MediaPacket {
+        pkt(Codec::Vp8, seq, seq as u32 * 3000, key, at)
+    }
+
+    #[test]
+    fn named_source_waits_switches_and_pauses_without_gaps() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let room = RoomId::new("app", "r");
+        let mut sfu = Sfu::new();
+        let viewer = sfu.add_peer(room.clone(), "v");
+        let want_cam = ReceiverSource::Track {
+            peer: "alice".into(),
+            track: "camera".into(),
+        };
+        let rv = sfu
+            .add_receiver(viewer, MediaKind::Video, ALL.to_vec(), want_cam.clone(), t0)
+            .unwrap();
+        let alice = sfu.add_peer(room.clone(), "alice");
+        let bob = sfu.add_peer(room.clone(), "bob");
+        // A track of another name or peer does not satisfy it.
+        let screen = sfu
+            .publish_track(alice, MediaKind::Video, "screen", t0)
+            .unwrap();
+        let bob_cam = sfu
+            .publish_track(bob, MediaKind::Video, "camera", t0)
+            .unwrap();
+        assert_eq!(sfu.receiver_source(rv), None);
+        let cam = sfu
+            .publish_track(alice, MediaKind::Video, "camera", t0)
+            .unwrap();
+        assert_eq!(sfu.receiver_source(rv), Some(cam));
+        drain(&mut sfu);
+        sfu.on_media(cam, video_pkt(10, true, t0)).unwrap();
+        sfu.on_media(cam, video_pkt(11, false, t0)).unwrap();
+        assert_eq!(media_seqs(&drain(&mut sfu), rv), vec![1, 2]);
+
+        // Switch to bob's camera: nothing from alice any more, keyframe asked of bob.
+        let to_bob = ReceiverSource::Track {
+            peer: "bob".into(),
+            track: "camera".into(),
+        };
+        sfu.set_receiver_source(rv, to_bob, t0 + ms(100)).unwrap();
+        let out = drain(&mut sfu);
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::RequestKeyframe { track, .. } if *track == bob_cam)));
+        sfu.on_media(cam, video_pkt(12, false, t0 + ms(110)))
+            .unwrap();
+        sfu.on_media(bob_cam, video_pkt(500, false, t0 + ms(110)))
+            .unwrap();
+        assert!(
+            drain(&mut sfu).is_empty(),
+            "waits for bob's keyframe, drops alice"
+        );
+        sfu.on_media(bob_cam, video_pkt(501, true, t0 + ms(120)))
+            .unwrap();
+        assert_eq!(media_seqs(&drain(&mut sfu), rv), vec![3]);
+
+        // Pause: nothing; resume: keyframe first, numbering continues.
+        sfu.set_receiver_paused(rv, true, t0 + ms(200)).unwrap();
+        sfu.on_media(bob_cam, video_pkt(502, true, t0 + ms(210)))
+            .unwrap();
+        assert!(drain(&mut sfu).is_empty());
+        sfu.set_receiver_paused(rv, false, t0 + ms(300)).unwrap();
+        assert!(drain(&mut sfu)
+            .iter()
+            .any(|o| matches!(o, Output::RequestKeyframe { track, .. } if *track == bob_cam)));
+        sfu.on_media(bob_cam, video_pkt(600, false, t0 + ms(310)))
+            .unwrap();
+        sfu.on_media(bob_cam, video_pkt(601, true, t0 + ms(320)))
+            .unwrap();
+        assert_eq!(media_seqs(&drain(&mut sfu), rv), vec![4]);
+
+        // Bob's camera stops: the receiver waits (no fallback to other tracks).
+        sfu.unpublish_track(bob_cam, t0 + ms(400)).unwrap();
+        assert_eq!(sfu.receiver_source(rv), None);
+        sfu.on_media(screen, video_pkt(1, true, t0 + ms(410)))
+            .unwrap();
+        assert!(drain(&mut sfu).is_empty());
+        // ... and takes it back when bob publishes it again.
+        let bob_cam2 = sfu
+            .publish_track(bob, MediaKind::Video, "camera", t0 + ms(500))
+            .unwrap();
+        assert_eq!(sfu.receiver_source(rv), Some(bob_cam2));
+        drain(&mut sfu);
+        // Detached: nothing at all.
+        sfu.set_receiver_source(rv, ReceiverSource::Detached, t0 + ms(600))
+            .unwrap();
+        assert_eq!(sfu.receiver_source(rv), None);
+        sfu.on_media(bob_cam2, video_pkt(1, true, t0 + ms(610)))
+            .unwrap();
+        assert!(drain(&mut sfu).is_empty());
+        // Unknown receivers are an error, not a panic.
+        assert!(sfu
+            .set_receiver_source(ReceiverId(999), want_cam, t0)
+            .is_err());
+        assert!(sfu.set_receiver_paused(ReceiverId(999), true, t0).is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mediamesh_core::{Output, PeerId, RoomId, Sfu};
+use mediamesh_core::{Output, PeerId, ReceiverSource, RoomId, Sfu};
 use mediamesh_webrtc::{
     is_stun, Demux, DtlsIdentity, Role, SdpFrag, Session, SessionError, SessionEvent, Transmit,
 };
@@ -280,13 +280,23 @@ impl Worker {
                 tracing::info!(session = %conn.id, room = %conn.room, peer = %conn.peer_name, "connected");
             }
             SessionEvent::WantsTrack { mid, kind } => {
-                match self.sfu.publish_track(conn.peer, kind, now) {
+                let name = match kind {
+                    mediamesh_core::MediaKind::Audio => "audio",
+                    mediamesh_core::MediaKind::Video => "video",
+                };
+                match self.sfu.publish_track(conn.peer, kind, name, now) {
                     Ok(track) => conn.session.bind_track(mid, track),
                     Err(e) => tracing::warn!("publish: {e}"),
                 }
             }
             SessionEvent::WantsReceiver { mid, kind, codecs } => {
-                match self.sfu.add_receiver(conn.peer, kind, codecs, now) {
+                match self.sfu.add_receiver(
+                    conn.peer,
+                    kind,
+                    codecs,
+                    ReceiverSource::FollowRoom,
+                    now,
+                ) {
                     Ok(r) => conn.session.bind_receiver(mid, r),
                     Err(e) => tracing::warn!("receiver: {e}"),
                 }
