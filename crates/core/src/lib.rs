@@ -15,4 +15,4 @@ mod sfu;
 pub use codec::{Codec, MediaKind};
 pub use ids::{PeerId, ReceiverId, RoomId, TrackId};
 pub use packet::MediaPacket;
-pub use sfu::{Output, PeerInfo, ReceiverSource, Sfu, SfuError};
+pub use sfu::{Output, PeerInfo, ReceiverSource, RoomEvent, Sfu, SfuError, Visibility};

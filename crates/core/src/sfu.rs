@@ -13,6 +13,10 @@ use crate::{Codec, MediaKind, MediaPacket, PeerId, ReceiverId, RoomId, TrackId};
 const KEYFRAME_GAP_ANSWERED: Duration = Duration::from_millis(200);
 const KEYFRAME_GAP_UNANSWERED: Duration = Duration::from_millis(500);
 
+mod presence;
+
+pub use presence::{RoomEvent, Visibility};
+
 /// What the core asks the transports to do.
 #[derive(Debug, Clone)]
 pub enum Output {
@@ -24,6 +28,8 @@ pub enum Output {
     },
     /// Ask the publisher of a track for a keyframe.
     RequestKeyframe { peer: PeerId, track: TrackId },
+    /// Tell a peer that watches its room what changed there.
+    RoomEvent { to: PeerId, event: RoomEvent },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +62,8 @@ struct Room {
 struct Peer {
     room: RoomId,
     name: String,
+    metadata: Option<String>,
+    visibility: Visibility,
     tracks: Vec<TrackId>,
     receivers: Vec<ReceiverId>,
 }
@@ -67,6 +75,7 @@ struct Track {
     kind: MediaKind,
     /// Unique per peer (e.g. `audio`, `video_screen`).
     name: String,
+    metadata: Option<String>,
     subscribers: Vec<ReceiverId>,
     keyframes: KeyframeRequests,
 }
@@ -123,7 +132,20 @@ impl Sfu {
     }
 
     /// A peer joins a room (created on first join).
+    /// A peer that others see (WHIP/WHEP) and that watches nothing.
     pub fn add_peer(&mut self, room: RoomId, name: impl Into<String>) -> PeerId {
+        self.add_peer_with(room, name, Visibility::default(), None)
+    }
+
+    /// A peer with its own visibility (SDK join modes) and metadata. A
+    /// watcher learns at once who is in the room and what they publish.
+    pub fn add_peer_with(
+        &mut self,
+        room: RoomId,
+        name: impl Into<String>,
+        visibility: Visibility,
+        metadata: Option<String>,
+    ) -> PeerId {
         let id = PeerId(self.next_id());
         self.rooms.entry(room.clone()).or_default().peers.push(id);
         self.peers.insert(
@@ -131,10 +153,14 @@ impl Sfu {
             Peer {
                 room,
                 name: name.into(),
+                metadata,
+                visibility,
                 tracks: Vec::new(),
                 receivers: Vec::new(),
             },
         );
+        self.announce_peer_joined(id);
+        self.show_room_to(id);
         id
     }
 
@@ -150,6 +176,7 @@ impl Sfu {
         for r in receivers {
             self.remove_receiver(r)?;
         }
+        self.announce_peer_left(peer);
         if let Some(p) = self.peers.remove(&peer) {
             if let Some(room) = self.rooms.get_mut(&p.room) {
                 room.peers.retain(|x| *x != peer);
@@ -194,6 +221,7 @@ impl Sfu {
         peer: PeerId,
         kind: MediaKind,
         name: &str,
+        metadata: Option<String>,
         now: Instant,
     ) -> Result<TrackId, SfuError> {
         let room = self
@@ -210,6 +238,7 @@ impl Sfu {
                 room: room.clone(),
                 kind,
                 name: name.to_owned(),
+                metadata,
                 subscribers: Vec::new(),
                 keyframes: KeyframeRequests::new(KEYFRAME_GAP_ANSWERED, KEYFRAME_GAP_UNANSWERED),
             },
@@ -247,6 +276,7 @@ impl Sfu {
                 })
             })
             .collect();
+        self.announce_track(id, true);
         for r in waiting {
             self.attach(r, id, now);
         }
@@ -256,6 +286,9 @@ impl Sfu {
     /// A track stops. Its receivers move to the newest other live track of
     /// the same kind in the room, or wait for one.
     pub fn unpublish_track(&mut self, track: TrackId, now: Instant) -> Result<(), SfuError> {
+        if self.tracks.contains_key(&track) {
+            self.announce_track(track, false);
+        }
         let t = self
             .tracks
             .remove(&track)
@@ -601,7 +634,7 @@ mod tests {
 
         let publisher = sfu.add_peer(room.clone(), "p");
         let track = sfu
-            .publish_track(publisher, MediaKind::Video, "video", t0)
+            .publish_track(publisher, MediaKind::Video, "video", None, t0)
             .unwrap();
         assert_eq!(sfu.receiver_source(rv), Some(track));
         let out = drain(&mut sfu);
@@ -629,7 +662,7 @@ mod tests {
         let mut sfu = Sfu::new();
         let publisher = sfu.add_peer(room.clone(), "p");
         let track = sfu
-            .publish_track(publisher, MediaKind::Video, "video", t0)
+            .publish_track(publisher, MediaKind::Video, "video", None, t0)
             .unwrap();
         for i in 0..3 {
             let v = sfu.add_peer(room.clone(), format!("v{i}"));
@@ -665,7 +698,7 @@ mod tests {
         let mut sfu = Sfu::new();
         let p1 = sfu.add_peer(room.clone(), "p1");
         let a1 = sfu
-            .publish_track(p1, MediaKind::Audio, "audio", t0)
+            .publish_track(p1, MediaKind::Audio, "audio", None, t0)
             .unwrap();
         let viewer = sfu.add_peer(room.clone(), "v");
         let ra = sfu
@@ -687,7 +720,7 @@ mod tests {
         assert_eq!(sfu.receiver_source(ra), None);
         let p2 = sfu.add_peer(room.clone(), "p2");
         let a2 = sfu
-            .publish_track(p2, MediaKind::Audio, "audio", t0 + ms(1000))
+            .publish_track(p2, MediaKind::Audio, "audio", None, t0 + ms(1000))
             .unwrap();
         assert_eq!(sfu.receiver_source(ra), Some(a2));
         sfu.on_media(a2, pkt(Codec::Opus, 9000, 7, true, t0 + ms(1000)))
@@ -715,7 +748,9 @@ mod tests {
                 t0,
             )
             .unwrap();
-        let t = sfu.publish_track(p, MediaKind::Video, "video", t0).unwrap();
+        let t = sfu
+            .publish_track(p, MediaKind::Video, "video", None, t0)
+            .unwrap();
         assert_eq!(sfu.receiver_source(rv), None);
 
         let v = sfu.add_peer(room.clone(), "v");
@@ -741,7 +776,8 @@ mod tests {
         let a = sfu.add_peer(RoomId::new("app", "a"), "p");
         let b = sfu.add_peer(RoomId::new("app", "b"), "v");
         let other_app = sfu.add_peer(RoomId::new("other", "a"), "v");
-        sfu.publish_track(a, MediaKind::Audio, "audio", t0).unwrap();
+        sfu.publish_track(a, MediaKind::Audio, "audio", None, t0)
+            .unwrap();
         let rb = sfu
             .add_receiver(
                 b,
@@ -791,14 +827,14 @@ mod tests {
         let bob = sfu.add_peer(room.clone(), "bob");
         // A track of another name or peer does not satisfy it.
         let screen = sfu
-            .publish_track(alice, MediaKind::Video, "screen", t0)
+            .publish_track(alice, MediaKind::Video, "screen", None, t0)
             .unwrap();
         let bob_cam = sfu
-            .publish_track(bob, MediaKind::Video, "camera", t0)
+            .publish_track(bob, MediaKind::Video, "camera", None, t0)
             .unwrap();
         assert_eq!(sfu.receiver_source(rv), None);
         let cam = sfu
-            .publish_track(alice, MediaKind::Video, "camera", t0)
+            .publish_track(alice, MediaKind::Video, "camera", None, t0)
             .unwrap();
         assert_eq!(sfu.receiver_source(rv), Some(cam));
         drain(&mut sfu);
@@ -851,7 +887,7 @@ mod tests {
         assert!(drain(&mut sfu).is_empty());
         // ... and takes it back when bob publishes it again.
         let bob_cam2 = sfu
-            .publish_track(bob, MediaKind::Video, "camera", t0 + ms(500))
+            .publish_track(bob, MediaKind::Video, "camera", None, t0 + ms(500))
             .unwrap();
         assert_eq!(sfu.receiver_source(rv), Some(bob_cam2));
         drain(&mut sfu);

@@ -284,7 +284,7 @@ impl Worker {
                     mediamesh_core::MediaKind::Audio => "audio",
                     mediamesh_core::MediaKind::Video => "video",
                 };
-                match self.sfu.publish_track(conn.peer, kind, name, now) {
+                match self.sfu.publish_track(conn.peer, kind, name, None, now) {
                     Ok(track) => conn.session.bind_track(mid, track),
                     Err(e) => tracing::warn!("publish: {e}"),
                 }
@@ -328,6 +328,8 @@ impl Worker {
                     }
                 }
             }
+            // WHIP/WHEP peers watch nothing; SDK sessions will.
+            Output::RoomEvent { .. } => {}
             Output::RequestKeyframe { peer, track } => {
                 tracing::debug!(%peer, %track, "keyframe request to publisher");
                 if let Some(key) = self.by_peer.get(&peer).copied() {

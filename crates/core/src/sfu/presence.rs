@@ -1,0 +1,294 @@
+//! Who sees whom in a room: peers announce themselves and their tracks, and
+//! watchers get `PeerJoined`/`PeerLeft`/`TrackStarted`/`TrackStopped` events
+//! (the SDK join modes: full, tracks only, manual).
+
+use super::{Output, Sfu};
+use crate::{MediaKind, PeerId, TrackId};
+
+/// What a peer shows the room and what it wants to hear about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Visibility {
+    /// Others are told this peer joined and left.
+    pub announce_peer: bool,
+    /// Others are told when this peer's tracks start and stop.
+    pub announce_tracks: bool,
+    /// This peer is told about the others' presence.
+    pub watch_peers: bool,
+    /// This peer is told about the others' tracks.
+    pub watch_tracks: bool,
+}
+
+impl Default for Visibility {
+    /// Seen by all, watching nothing: a WHIP publisher or WHEP player.
+    fn default() -> Self {
+        Self {
+            announce_peer: true,
+            announce_tracks: true,
+            watch_peers: false,
+            watch_tracks: false,
+        }
+    }
+}
+
+/// A change in a room, as told to a watching peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    PeerJoined {
+        peer: String,
+        metadata: Option<String>,
+    },
+    PeerLeft {
+        peer: String,
+    },
+    TrackStarted {
+        peer: String,
+        track: String,
+        kind: MediaKind,
+        metadata: Option<String>,
+    },
+    TrackStopped {
+        peer: String,
+        track: String,
+        kind: MediaKind,
+    },
+}
+
+impl Sfu {
+    /// The other peers of `peer`'s room for which `pick` holds.
+    fn room_mates(&self, peer: PeerId, pick: impl Fn(&Visibility) -> bool) -> Vec<PeerId> {
+        let Some(room) = self.peers.get(&peer).map(|p| &p.room) else {
+            return Vec::new();
+        };
+        self.rooms
+            .get(room)
+            .map(|r| {
+                r.peers
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != peer)
+                    .filter(|p| self.peers.get(p).is_some_and(|x| pick(&x.visibility)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn tell(&mut self, to: Vec<PeerId>, event: RoomEvent) {
+        for to in to {
+            self.outputs.push_back(Output::RoomEvent {
+                to,
+                event: event.clone(),
+            });
+        }
+    }
+
+    pub(super) fn announce_peer_joined(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        if !p.visibility.announce_peer {
+            return;
+        }
+        let event = RoomEvent::PeerJoined {
+            peer: p.name.clone(),
+            metadata: p.metadata.clone(),
+        };
+        let to = self.room_mates(peer, |v| v.watch_peers);
+        self.tell(to, event);
+    }
+
+    pub(super) fn announce_peer_left(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        if !p.visibility.announce_peer {
+            return;
+        }
+        let event = RoomEvent::PeerLeft {
+            peer: p.name.clone(),
+        };
+        let to = self.room_mates(peer, |v| v.watch_peers);
+        self.tell(to, event);
+    }
+
+    fn track_event(&self, track: TrackId, started: bool) -> Option<(PeerId, RoomEvent)> {
+        let t = self.tracks.get(&track)?;
+        let owner = self.peers.get(&t.owner)?;
+        if !owner.visibility.announce_tracks {
+            return None;
+        }
+        let event = if started {
+            RoomEvent::TrackStarted {
+                peer: owner.name.clone(),
+                track: t.name.clone(),
+                kind: t.kind,
+                metadata: t.metadata.clone(),
+            }
+        } else {
+            RoomEvent::TrackStopped {
+                peer: owner.name.clone(),
+                track: t.name.clone(),
+                kind: t.kind,
+            }
+        };
+        Some((t.owner, event))
+    }
+
+    pub(super) fn announce_track(&mut self, track: TrackId, started: bool) {
+        if let Some((owner, event)) = self.track_event(track, started) {
+            let to = self.room_mates(owner, |v| v.watch_tracks);
+            self.tell(to, event);
+        }
+    }
+
+    /// A new watcher learns the room as it is.
+    pub(super) fn show_room_to(&mut self, peer: PeerId) {
+        let Some(v) = self.peers.get(&peer).map(|p| p.visibility) else {
+            return;
+        };
+        if !v.watch_peers && !v.watch_tracks {
+            return;
+        }
+        let mut events = Vec::new();
+        for other in self.room_mates(peer, |_| true) {
+            let Some(o) = self.peers.get(&other) else {
+                continue;
+            };
+            if v.watch_peers && o.visibility.announce_peer {
+                events.push(RoomEvent::PeerJoined {
+                    peer: o.name.clone(),
+                    metadata: o.metadata.clone(),
+                });
+            }
+            if v.watch_tracks {
+                for t in &o.tracks {
+                    if let Some((_, e)) = self.track_event(*t, true) {
+                        events.push(e);
+                    }
+                }
+            }
+        }
+        for event in events {
+            self.tell(vec![peer], event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RoomId;
+    use std::time::Instant;
+
+    fn events_to(sfu: &mut Sfu, to: PeerId) -> Vec<RoomEvent> {
+        let mut v = Vec::new();
+        while let Some(o) = sfu.poll_output() {
+            if let Output::RoomEvent { to: t, event } = o {
+                if t == to {
+                    v.push(event);
+                }
+            }
+        }
+        v
+    }
+
+    const FULL: Visibility = Visibility {
+        announce_peer: true,
+        announce_tracks: true,
+        watch_peers: true,
+        watch_tracks: true,
+    };
+
+    #[test]
+    fn watchers_see_the_room_now_and_later() {
+        let t0 = Instant::now();
+        let room = RoomId::new("app", "r");
+        let mut sfu = Sfu::new();
+        // A WHIP publisher is there first.
+        let whip = sfu.add_peer(room.clone(), "cam");
+        sfu.publish_track(whip, MediaKind::Video, "video", None, t0)
+            .unwrap();
+        let alice = sfu.add_peer_with(room.clone(), "alice", FULL, Some("{\"n\":1}".into()));
+        assert_eq!(
+            events_to(&mut sfu, alice),
+            vec![
+                RoomEvent::PeerJoined {
+                    peer: "cam".into(),
+                    metadata: None
+                },
+                RoomEvent::TrackStarted {
+                    peer: "cam".into(),
+                    track: "video".into(),
+                    kind: MediaKind::Video,
+                    metadata: None
+                },
+            ]
+        );
+        // Bob joins and publishes: alice hears of it, bob hears of alice.
+        let bob = sfu.add_peer_with(room.clone(), "bob", FULL, None);
+        let cam = sfu
+            .publish_track(bob, MediaKind::Video, "video_main", Some("m".into()), t0)
+            .unwrap();
+        let to_alice = events_to(&mut sfu, alice);
+        assert_eq!(to_alice.len(), 2);
+        assert!(
+            matches!(&to_alice[1], RoomEvent::TrackStarted { peer, track, metadata, .. }
+            if peer == "bob" && track == "video_main" && metadata.as_deref() == Some("m"))
+        );
+        sfu.unpublish_track(cam, t0).unwrap();
+        sfu.remove_peer(bob, t0).unwrap();
+        assert_eq!(
+            events_to(&mut sfu, alice),
+            vec![
+                RoomEvent::TrackStopped {
+                    peer: "bob".into(),
+                    track: "video_main".into(),
+                    kind: MediaKind::Video
+                },
+                RoomEvent::PeerLeft { peer: "bob".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn join_modes_limit_what_is_told() {
+        let t0 = Instant::now();
+        let room = RoomId::new("app", "r");
+        let mut sfu = Sfu::new();
+        // Tracks only (webinar): no peer events.
+        let viewer = sfu.add_peer_with(
+            room.clone(),
+            "viewer",
+            Visibility {
+                announce_peer: false,
+                announce_tracks: false,
+                watch_peers: false,
+                watch_tracks: true,
+            },
+            None,
+        );
+        // A hidden peer (manual mode) neither announces nor watches.
+        let hidden = sfu.add_peer_with(
+            room.clone(),
+            "hidden",
+            Visibility {
+                announce_peer: false,
+                announce_tracks: false,
+                watch_peers: false,
+                watch_tracks: false,
+            },
+            None,
+        );
+        sfu.publish_track(hidden, MediaKind::Audio, "mic", None, t0)
+            .unwrap();
+        let speaker = sfu.add_peer_with(room.clone(), "speaker", FULL, None);
+        sfu.publish_track(speaker, MediaKind::Audio, "mic", None, t0)
+            .unwrap();
+        let seen = events_to(&mut sfu, viewer);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(matches!(&seen[0], RoomEvent::TrackStarted { peer, .. } if peer == "speaker"));
+        // The speaker sees neither the hidden peer nor the viewer.
+        let _ = events_to(&mut sfu, speaker);
+        sfu.remove_peer(viewer, t0).unwrap();
+        assert!(events_to(&mut sfu, speaker).is_empty());
+    }
+}
