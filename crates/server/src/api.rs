@@ -93,6 +93,9 @@ pub fn router(state: AppState) -> Router {
         .route("/whip/conn/{id}", patch(whip_patch).delete(whip_delete))
         .route("/whep/endpoint", post(whep_create))
         .route("/whep/conn/{id}", patch(whep_patch).delete(whep_delete))
+        .route("/webrtc/connect", post(sdk_connect))
+        .route("/webrtc/{id}/ice-candidate", post(sdk_ice))
+        .route("/webrtc/{id}/restart-ice", post(sdk_restart_ice))
         .route("/demo/", get(|| async { Html(web::INDEX) }))
         .route("/demo/whip", get(|| async { Html(web::WHIP) }))
         .route("/demo/whep", get(|| async { Html(web::WHEP) }))
@@ -110,7 +113,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -332,6 +335,7 @@ fn paths(role: Role) -> (&'static str, TokenKind) {
     match role {
         Role::Publish => ("/whip/conn/", TokenKind::Whip),
         Role::Play => ("/whep/conn/", TokenKind::Whep),
+        Role::Sdk => ("/webrtc/", TokenKind::Webrtc),
     }
 }
 
@@ -478,4 +482,68 @@ async fn whep_delete(
     h: HeaderMap,
 ) -> Result<Response, ApiError> {
     delete_session(s, Role::Play, id, h).await
+}
+
+/// SDK replies are bare protobuf, labelled as the client labels its requests.
+fn protobuf(bytes: Vec<u8>) -> Response {
+    ([(CONTENT_TYPE, "application/grpc")], bytes).into_response()
+}
+
+fn decode<M: mediamesh_protocol::Message + Default>(
+    body: &[u8],
+    what: &str,
+) -> Result<M, ApiError> {
+    M::decode(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed {what}: {e}")))
+}
+
+/// `POST /webrtc/connect`: a protobuf `ConnectRequest` with a webrtc token.
+async fn sdk_connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Err(WorkerError::Unavailable.into());
+    }
+    let claims = authorize(&state, &headers, TokenKind::Webrtc)?;
+    let request = decode(&body, "ConnectRequest")?;
+    let reply = ask(&state, |reply| Command::SdkConnect {
+        caller: caller(&claims),
+        request,
+        reply,
+    })
+    .await??;
+    Ok(protobuf(mediamesh_protocol::Message::encode_to_vec(&reply)))
+}
+
+/// `POST /webrtc/{id}/ice-candidate`: no token in this protocol; the
+/// connection id (128 random bits) is the capability.
+async fn sdk_ice(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let request = decode(&body, "RemoteIceRequest")?;
+    let reply = ask(&state, |reply| Command::SdkIce { id, request, reply }).await??;
+    Ok(protobuf(mediamesh_protocol::Message::encode_to_vec(&reply)))
+}
+
+/// `POST /webrtc/{id}/restart-ice`: a new offer for a live session.
+async fn sdk_restart_ice(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let claims = authorize(&state, &headers, TokenKind::Webrtc)?;
+    let request = decode(&body, "ConnectRequest")?;
+    let reply = ask(&state, |reply| Command::SdkRestartIce {
+        id,
+        caller: caller(&claims),
+        request,
+        reply,
+    })
+    .await??;
+    Ok(protobuf(mediamesh_protocol::Message::encode_to_vec(&reply)))
 }

@@ -67,6 +67,7 @@ impl Node {
         let identity = DtlsIdentity::generate().map_err(|e| e.to_string())?;
         let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(1024);
         let candidate = config.public_addr;
+        let secret = config.secret.clone();
         let media_thread = std::thread::Builder::new()
             .name("media-worker".into())
             .spawn(move || {
@@ -77,7 +78,9 @@ impl Node {
                 rt.block_on(async move {
                     let socket = tokio::net::UdpSocket::from_std(udp)
                         .map_err(|e| format!("media socket: {e}"))?;
-                    Worker::new(socket, candidate, identity).run(cmd_rx).await;
+                    Worker::new(socket, candidate, identity, secret)
+                        .run(cmd_rx)
+                        .await;
                     Ok::<(), String>(())
                 })
             })

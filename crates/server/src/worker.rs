@@ -15,6 +15,10 @@ use mediamesh_webrtc::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+mod sdk;
+
+pub use sdk::SdkState;
+
 /// Why the worker refused a command; the HTTP layer turns it into a status.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -88,6 +92,25 @@ pub enum Command {
     Stats {
         reply: oneshot::Sender<Stats>,
     },
+    /// SDK `POST /webrtc/connect`.
+    SdkConnect {
+        caller: Caller,
+        request: mediamesh_protocol::gateway::ConnectRequest,
+        reply: oneshot::Sender<Result<mediamesh_protocol::gateway::ConnectResponse, WorkerError>>,
+    },
+    /// SDK `POST /webrtc/{conn}/ice-candidate`.
+    SdkIce {
+        id: String,
+        request: mediamesh_protocol::gateway::RemoteIceRequest,
+        reply: oneshot::Sender<Result<mediamesh_protocol::gateway::RemoteIceResponse, WorkerError>>,
+    },
+    /// SDK `POST /webrtc/{conn}/restart-ice`.
+    SdkRestartIce {
+        id: String,
+        caller: Caller,
+        request: mediamesh_protocol::gateway::ConnectRequest,
+        reply: oneshot::Sender<Result<mediamesh_protocol::gateway::ConnectResponse, WorkerError>>,
+    },
     /// Close every session, flush, and stop.
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -99,15 +122,22 @@ type Key = u64;
 struct Conn {
     id: String,
     session: Session,
-    peer: PeerId,
+    /// The core peer; an SDK connection has none until it joins a room.
+    peer: Option<PeerId>,
     app: String,
     room: String,
     peer_name: String,
     etag: String,
+    /// The SDK protocol state of an SDK connection.
+    sdk: Option<SdkState>,
+    /// Ends once its last reply is out (SDK Disconnect).
+    closing: bool,
 }
 
 pub struct Worker {
     socket: UdpSocket,
+    /// Verifies tokens that arrive over the data channel (SDK Join).
+    secret: String,
     candidate: SocketAddr,
     identity: DtlsIdentity,
     sfu: Sfu,
@@ -126,9 +156,15 @@ pub struct Worker {
 const RECV_BATCH: usize = 64;
 
 impl Worker {
-    pub fn new(socket: UdpSocket, candidate: SocketAddr, identity: DtlsIdentity) -> Self {
+    pub fn new(
+        socket: UdpSocket,
+        candidate: SocketAddr,
+        identity: DtlsIdentity,
+        secret: String,
+    ) -> Self {
         Self {
             socket,
+            secret,
             candidate,
             identity,
             sfu: Sfu::new(),
@@ -279,24 +315,31 @@ impl Worker {
             SessionEvent::Connected => {
                 tracing::info!(session = %conn.id, room = %conn.room, peer = %conn.peer_name, "connected");
             }
+            SessionEvent::WantsTrack { mid, .. } if conn.sdk.is_some() => {
+                self.sdk_on_sender_line(key, mid, now);
+            }
+            SessionEvent::WantsReceiver { mid, codecs, .. } if conn.sdk.is_some() => {
+                self.sdk_on_receiver_line(key, mid, codecs, now);
+            }
+            SessionEvent::ChannelOpen => self.sdk_on_channel_open(key),
+            SessionEvent::ChannelData(data) => self.sdk_on_channel_data(key, &data, now),
             SessionEvent::WantsTrack { mid, kind } => {
+                let Some(peer) = conn.peer else { return };
                 let name = match kind {
                     mediamesh_core::MediaKind::Audio => "audio",
                     mediamesh_core::MediaKind::Video => "video",
                 };
-                match self.sfu.publish_track(conn.peer, kind, name, None, now) {
+                match self.sfu.publish_track(peer, kind, name, None, now) {
                     Ok(track) => conn.session.bind_track(mid, track),
                     Err(e) => tracing::warn!("publish: {e}"),
                 }
             }
             SessionEvent::WantsReceiver { mid, kind, codecs } => {
-                match self.sfu.add_receiver(
-                    conn.peer,
-                    kind,
-                    codecs,
-                    ReceiverSource::FollowRoom,
-                    now,
-                ) {
+                let Some(peer) = conn.peer else { return };
+                match self
+                    .sfu
+                    .add_receiver(peer, kind, codecs, ReceiverSource::FollowRoom, now)
+                {
                     Ok(r) => conn.session.bind_receiver(mid, r),
                     Err(e) => tracing::warn!("receiver: {e}"),
                 }
@@ -328,8 +371,11 @@ impl Worker {
                     }
                 }
             }
-            // WHIP/WHEP peers watch nothing; SDK sessions will.
-            Output::RoomEvent { .. } => {}
+            Output::RoomEvent { to, event } => {
+                if let Some(key) = self.by_peer.get(&to).copied() {
+                    self.sdk_room_event(key, event);
+                }
+            }
             Output::RequestKeyframe { peer, track } => {
                 tracing::debug!(%peer, %track, "keyframe request to publisher");
                 if let Some(key) = self.by_peer.get(&peer).copied() {
@@ -347,9 +393,11 @@ impl Worker {
             return;
         };
         self.by_id.remove(&conn.id);
-        self.by_peer.remove(&conn.peer);
         self.demux.remove(key);
-        let _ = self.sfu.remove_peer(conn.peer, now);
+        if let Some(peer) = conn.peer {
+            self.by_peer.remove(&peer);
+            let _ = self.sfu.remove_peer(peer, now);
+        }
         tracing::info!(session = %conn.id, room = %conn.room, peer = %conn.peer_name, "session ended");
     }
 
@@ -401,6 +449,30 @@ impl Worker {
                 s.rooms = self.sfu.room_count();
                 let _ = reply.send(s);
             }
+            Command::SdkConnect {
+                caller,
+                request,
+                reply,
+            } => {
+                let r = self.sdk_connect(caller, request, now);
+                self.process(now);
+                let _ = reply.send(r);
+            }
+            Command::SdkIce { id, request, reply } => {
+                let r = self.sdk_ice(&id, request);
+                self.process(now);
+                let _ = reply.send(r);
+            }
+            Command::SdkRestartIce {
+                id,
+                caller,
+                request,
+                reply,
+            } => {
+                let r = self.sdk_restart_ice(&id, &caller, request);
+                self.process(now);
+                let _ = reply.send(r);
+            }
             Command::Shutdown { reply } => return Some(reply),
         }
         None
@@ -424,29 +496,57 @@ impl Worker {
         let peer = self
             .sfu
             .add_peer(RoomId::new(&caller.app, &caller.room), &peer_name);
+        let answer_etag = format!("\"{}\"", session.local_ufrag());
+        let key = self.insert_conn(session, Some(peer), &caller, peer_name, None);
+        let id = self
+            .conns
+            .get(&key)
+            .map(|c| c.id.clone())
+            .unwrap_or_default();
+        Ok(Created {
+            id,
+            answer,
+            etag: answer_etag,
+        })
+    }
+
+    /// Registers a new connection: an unguessable id, its ICE ufrag with the
+    /// demux, its core peer if it has one.
+    fn insert_conn(
+        &mut self,
+        session: Session,
+        peer: Option<PeerId>,
+        caller: &Caller,
+        peer_name: String,
+        sdk: Option<SdkState>,
+    ) -> Key {
         self.next_key += 1;
         let key = self.next_key;
         let id = format!("{:032x}", rand::random::<u128>());
         let etag = format!("\"{}\"", session.local_ufrag());
         self.demux.add_ufrag(session.local_ufrag(), key);
         self.by_id.insert(id.clone(), key);
-        self.by_peer.insert(peer, key);
-        tracing::info!(session = %id, room = %caller.room, peer = %peer_name, ?role, "session created");
+        if let Some(peer) = peer {
+            self.by_peer.insert(peer, key);
+        }
+        tracing::info!(session = %id, room = %caller.room, peer = %peer_name, role = ?session.role(), "session created");
         self.conns.insert(
             key,
             Conn {
-                id: id.clone(),
+                id,
                 session,
                 peer,
-                app: caller.app,
-                room: caller.room,
+                app: caller.app.clone(),
+                room: caller.room.clone(),
                 peer_name,
-                etag: etag.clone(),
+                etag,
+                sdk,
+                closing: false,
             },
         );
         // The answer's m-lines are waiting as events: bind them now.
         self.dirty.push(key);
-        Ok(Created { id, answer, etag })
+        key
     }
 
     fn find(&self, role: Role, id: &str, caller: &Caller) -> Result<Key, WorkerError> {

@@ -26,7 +26,7 @@ async fn app() -> Router {
     let addr = socket.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let identity = mediamesh_webrtc::DtlsIdentity::generate().unwrap();
-    tokio::spawn(Worker::new(socket, addr, identity).run(rx));
+    tokio::spawn(Worker::new(socket, addr, identity, SECRET.into()).run(rx));
     let config = Config {
         http_listen: "127.0.0.1:0".parse().unwrap(),
         media_listen: addr,

@@ -9,6 +9,8 @@
 //!
 //! No sockets and no clock here either: the server's worker owns those.
 
+pub use str0m::media::Mid;
+
 mod demux;
 mod sdpfrag;
 mod session;
@@ -16,5 +18,5 @@ mod stun;
 
 pub use demux::Demux;
 pub use sdpfrag::{SdpFrag, SdpFragError};
-pub use session::{DtlsIdentity, Role, Session, SessionError, SessionEvent, Transmit};
+pub use session::{DtlsIdentity, MediaLine, Role, Session, SessionError, SessionEvent, Transmit};
 pub use stun::{is_stun, stun_local_ufrag};

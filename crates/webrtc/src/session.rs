@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use mediamesh_core::{Codec, MediaKind, MediaPacket, ReceiverId, TrackId};
 use str0m::change::SdpOffer;
+use str0m::channel::ChannelConfig;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{KeyframeRequestKind, MediaKind as RtcKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -34,6 +35,18 @@ pub enum Role {
     Publish,
     /// WHEP: the peer plays a room's media.
     Play,
+    /// The SDK protocol: senders and receivers on one connection, and a
+    /// control data channel (pre-negotiated, SCTP stream 0, label `data`).
+    Sdk,
+}
+
+/// One audio or video m-line, in offer order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaLine {
+    pub mid: Mid,
+    pub kind: MediaKind,
+    /// The client sends on it (a sender); otherwise it receives (a receiver).
+    pub client_sends: bool,
 }
 
 /// A datagram to send from the shared media socket.
@@ -64,6 +77,10 @@ pub enum SessionEvent {
     Media { track: TrackId, packet: MediaPacket },
     /// The player's decoder asks for a keyframe.
     KeyframeRequest { receiver: ReceiverId },
+    /// The control data channel is open (SDK sessions).
+    ChannelOpen,
+    /// A binary message on the control data channel (SDK sessions).
+    ChannelData(Vec<u8>),
     /// The connection is gone (closed, or ICE failed past the grace time).
     Closed,
 }
@@ -107,6 +124,11 @@ pub struct Session {
     /// Payload type to codec, for the packets the peer sends.
     rx_codecs: Vec<(Pt, Codec)>,
     events: Vec<SessionEvent>,
+    /// Audio and video m-lines in offer order.
+    lines: Vec<MediaLine>,
+    /// The control data channel (SDK sessions), once created.
+    channel: Option<str0m::channel::ChannelId>,
+    channel_open: bool,
     /// `WantsReceiver` events held until the connection is up.
     until_connected: Vec<SessionEvent>,
     connected: bool,
@@ -219,6 +241,9 @@ impl Session {
             outbound: Vec::new(),
             rx_codecs: Vec::new(),
             events: Vec::new(),
+            lines: Vec::new(),
+            channel: None,
+            channel_open: false,
             until_connected: Vec::new(),
             connected: false,
             disconnected_since: None,
@@ -234,21 +259,25 @@ impl Session {
             .iter()
             .filter_map(|p| Some((p.pt(), to_codec(p.spec().codec)?)))
             .collect();
-        // str0m announces m-lines (MediaAdded) only once DTLS is up; the
-        // server needs them now to create tracks and receivers.
-        for mid in sdp_mids(offer) {
-            if let Some(kind) = s.rtc.media(mid).map(|m| m.kind()) {
-                s.on_media_added(mid, kind);
-            }
+        s.add_lines(offer);
+        if role == Role::Sdk {
+            let id = s.rtc.direct_api().create_data_channel(ChannelConfig {
+                label: "data".into(),
+                negotiated: Some(0),
+                ..Default::default()
+            });
+            s.channel = Some(id);
         }
         let usable = match role {
             Role::Publish => !s.inbound.is_empty(),
             Role::Play => !s.outbound.is_empty(),
+            // A connection may carry only the control channel at first.
+            Role::Sdk => true,
         };
         if !usable {
             return Err(SessionError::Rejected(match role {
                 Role::Publish => "the offer has no audio or video m-line the client sends (sendonly/sendrecv) with a codec MediaMesh supports",
-                Role::Play => "the offer has no audio or video m-line the client receives (recvonly/sendrecv) with a codec MediaMesh supports",
+                Role::Play | Role::Sdk => "the offer has no audio or video m-line the client receives (recvonly/sendrecv) with a codec MediaMesh supports",
             }));
         }
         Ok((s, answer.to_sdp_string()))
@@ -256,6 +285,67 @@ impl Session {
 
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Audio and video m-lines in offer order.
+    pub fn lines(&self) -> &[MediaLine] {
+        &self.lines
+    }
+
+    /// Registers the m-lines of an offer that are new to this session.
+    /// str0m announces m-lines (MediaAdded) only once DTLS is up; the server
+    /// needs them at once to create tracks and receivers.
+    fn add_lines(&mut self, offer: &str) {
+        for mid in sdp_mids(offer) {
+            if self.lines.iter().any(|l| l.mid == mid) {
+                continue;
+            }
+            if let Some(kind) = self.rtc.media(mid).map(|m| m.kind()) {
+                self.on_media_added(mid, kind);
+            }
+        }
+    }
+
+    /// Answers a renegotiation offer (SDK `UpdateSdp`, or an offer with new
+    /// ICE credentials) on the live connection. New m-lines are reported as
+    /// `WantsTrack`/`WantsReceiver` like the first ones.
+    pub fn accept_update(&mut self, offer: &str) -> Result<String, SessionError> {
+        let parsed = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(parsed)
+            .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
+        self.remote_ufrag = sdp_ufrag(offer).or(self.remote_ufrag.take());
+        self.local_creds = self.rtc.direct_api().local_ice_credentials();
+        self.add_lines(offer);
+        if self.connected {
+            self.events.append(&mut self.until_connected);
+        }
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Sends one binary message on the control data channel. Returns false
+    /// when the channel is not open (yet).
+    pub fn send_channel(&mut self, data: &[u8]) -> bool {
+        if !self.channel_open {
+            return false;
+        }
+        let Some(id) = self.channel else {
+            return false;
+        };
+        match self.rtc.channel(id) {
+            Some(mut ch) => ch.write(true, data).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Unbinds the track of an m-line (its sender stopped publishing).
+    pub fn unbind_track(&mut self, mid: Mid) {
+        if let Some(i) = self.inbound.iter_mut().find(|i| i.mid == mid) {
+            i.track = None;
+        }
     }
 
     pub fn local_ufrag(&self) -> &str {
@@ -396,6 +486,17 @@ impl Session {
                 _ => {}
             },
             Event::RtpPacket(p) => self.on_rtp(p),
+            Event::ChannelOpen(id, _) if Some(id) == self.channel => {
+                self.channel_open = true;
+                self.events.push(SessionEvent::ChannelOpen);
+            }
+            Event::ChannelData(d) if Some(d.id) == self.channel && d.binary => {
+                self.events.push(SessionEvent::ChannelData(d.data));
+            }
+            Event::ChannelClose(id) if Some(id) == self.channel => {
+                self.channel_open = false;
+                self.rtc.disconnect();
+            }
             Event::KeyframeRequest(req) => {
                 if let Some(receiver) = self
                     .outbound
@@ -416,11 +517,17 @@ impl Session {
         };
         let dir = media.direction();
         let kind = to_kind(kind);
-        if dir.is_receiving() && self.role == Role::Publish {
+        let sdk = self.role == Role::Sdk;
+        if dir.is_receiving() && (self.role == Role::Publish || sdk) {
+            self.lines.push(MediaLine {
+                mid,
+                kind,
+                client_sends: true,
+            });
             self.inbound.push(Inbound { mid, track: None });
             self.events.push(SessionEvent::WantsTrack { mid, kind });
         }
-        if dir.is_sending() && self.role == Role::Play {
+        if dir.is_sending() && (self.role == Role::Play || (sdk && !dir.is_receiving())) {
             let remote = media.remote_pts().to_vec();
             let mut pts: Vec<(Codec, Pt)> = Vec::new();
             for p in self.rtc.codec_config().params() {
@@ -437,6 +544,11 @@ impl Session {
                 return;
             }
             let codecs = pts.iter().map(|(c, _)| *c).collect();
+            self.lines.push(MediaLine {
+                mid,
+                kind,
+                client_sends: false,
+            });
             self.outbound.push(Outbound {
                 mid,
                 receiver: None,
