@@ -15,4 +15,6 @@ mod sfu;
 pub use codec::{Codec, MediaKind};
 pub use ids::{PeerId, ReceiverId, RoomId, TrackId};
 pub use packet::MediaPacket;
-pub use sfu::{Output, PeerInfo, ReceiverSource, RoomEvent, Sfu, SfuError, Visibility};
+pub use sfu::{
+    Output, PeerInfo, ReceiverSource, ReceiverState, RoomEvent, Sfu, SfuError, Visibility,
+};

@@ -30,6 +30,23 @@ pub enum Output {
     RequestKeyframe { peer: PeerId, track: TrackId },
     /// Tell a peer that watches its room what changed there.
     RoomEvent { to: PeerId, event: RoomEvent },
+    /// A receiver's state changed (see [`ReceiverState`]).
+    ReceiverState {
+        peer: PeerId,
+        receiver: ReceiverId,
+        state: ReceiverState,
+    },
+}
+
+/// Where a receiver stands, as its peer is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverState {
+    /// Attached, no media sent yet (waiting for the source or a keyframe).
+    Waiting,
+    /// Media flows.
+    Active,
+    /// Nothing to play: detached, paused, or its source stopped.
+    Inactive,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +112,8 @@ struct Receiver {
     /// Video waits for a keyframe after every source change and resume.
     waiting_keyframe: bool,
     rewriter: Option<Rewriter>,
+    /// Last state told to the peer.
+    state: ReceiverState,
 }
 
 /// What a receiver plays.
@@ -304,8 +323,9 @@ impl Sfu {
                 continue;
             };
             recv.source = None;
-            if let Some(next) = self.resolve(r) {
-                self.attach(r, next, now);
+            match self.resolve(r) {
+                Some(next) => self.attach(r, next, now),
+                None => self.set_state(r, ReceiverState::Inactive),
             }
         }
         Ok(())
@@ -336,6 +356,7 @@ impl Sfu {
                 paused: false,
                 waiting_keyframe: false,
                 rewriter: None,
+                state: ReceiverState::Inactive,
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -386,12 +407,14 @@ impl Sfu {
         }
         r.paused = paused;
         if paused {
+            self.set_state(receiver, ReceiverState::Inactive);
             return Ok(());
         }
         if let Some(rw) = r.rewriter.as_mut() {
             rw.switch_source();
         }
         if let Some(track) = r.source {
+            self.set_state(receiver, ReceiverState::Waiting);
             self.want_keyframe(receiver, track, now);
         }
         Ok(())
@@ -443,6 +466,7 @@ impl Sfu {
                 t.subscribers.retain(|x| *x != receiver);
             }
         }
+        self.set_state(receiver, ReceiverState::Inactive);
     }
 
     fn attach(&mut self, receiver: ReceiverId, track: TrackId, now: Instant) {
@@ -466,8 +490,25 @@ impl Sfu {
             rw.switch_source();
         }
         t.subscribers.push(receiver);
-        if !r.paused {
+        let paused = r.paused;
+        if !paused {
+            self.set_state(receiver, ReceiverState::Waiting);
             self.want_keyframe(receiver, track, now);
+        }
+    }
+
+    /// Records a receiver's state and tells its peer when it changed.
+    fn set_state(&mut self, receiver: ReceiverId, state: ReceiverState) {
+        let Some(r) = self.receivers.get_mut(&receiver) else {
+            return;
+        };
+        if r.state != state {
+            r.state = state;
+            self.outputs.push_back(Output::ReceiverState {
+                peer: r.owner,
+                receiver,
+                state,
+            });
         }
     }
 
@@ -521,6 +562,14 @@ impl Sfu {
             else {
                 continue;
             };
+            if r.state != ReceiverState::Active {
+                r.state = ReceiverState::Active;
+                self.outputs.push_back(Output::ReceiverState {
+                    peer: r.owner,
+                    receiver: *rid,
+                    state: ReceiverState::Active,
+                });
+            }
             let mut out = packet.clone();
             out.seq = seq;
             out.timestamp = timestamp;
@@ -598,8 +647,57 @@ mod tests {
         }
     }
 
+    /// Outputs other than receiver states (tested on their own).
     fn drain(sfu: &mut Sfu) -> Vec<Output> {
-        std::iter::from_fn(|| sfu.poll_output()).collect()
+        std::iter::from_fn(|| sfu.poll_output())
+            .filter(|o| !matches!(o, Output::ReceiverState { .. }))
+            .collect()
+    }
+
+    fn states(sfu: &mut Sfu) -> Vec<ReceiverState> {
+        std::iter::from_fn(|| sfu.poll_output())
+            .filter_map(|o| match o {
+                Output::ReceiverState { state, .. } => Some(state),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn receivers_report_waiting_active_inactive() {
+        let t0 = Instant::now();
+        let room = RoomId::new("app", "r");
+        let mut sfu = Sfu::new();
+        let v = sfu.add_peer(room.clone(), "v");
+        let rv = sfu
+            .add_receiver(
+                v,
+                MediaKind::Video,
+                ALL.to_vec(),
+                ReceiverSource::FollowRoom,
+                t0,
+            )
+            .unwrap();
+        assert!(
+            states(&mut sfu).is_empty(),
+            "born inactive, nothing to tell"
+        );
+        let p = sfu.add_peer(room.clone(), "p");
+        let t = sfu
+            .publish_track(p, MediaKind::Video, "video", None, t0)
+            .unwrap();
+        assert_eq!(states(&mut sfu), vec![ReceiverState::Waiting]);
+        sfu.on_media(t, pkt(Codec::Vp8, 1, 0, false, t0)).unwrap();
+        assert!(states(&mut sfu).is_empty(), "still waiting for a keyframe");
+        sfu.on_media(t, pkt(Codec::Vp8, 2, 0, true, t0)).unwrap();
+        sfu.on_media(t, pkt(Codec::Vp8, 3, 0, false, t0)).unwrap();
+        assert_eq!(states(&mut sfu), vec![ReceiverState::Active]);
+        sfu.set_receiver_paused(rv, true, t0).unwrap();
+        assert_eq!(states(&mut sfu), vec![ReceiverState::Inactive]);
+        sfu.set_receiver_paused(rv, false, t0).unwrap();
+        assert_eq!(states(&mut sfu), vec![ReceiverState::Waiting]);
+        sfu.unpublish_track(t, t0).unwrap();
+        assert_eq!(states(&mut sfu), vec![ReceiverState::Inactive]);
     }
 
     fn media_seqs(out: &[Output], to: ReceiverId) -> Vec<u64> {

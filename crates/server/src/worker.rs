@@ -371,6 +371,15 @@ impl Worker {
                     }
                 }
             }
+            Output::ReceiverState {
+                peer,
+                receiver,
+                state,
+            } => {
+                if let Some(key) = self.by_peer.get(&peer).copied() {
+                    self.sdk_receiver_state(key, receiver, state);
+                }
+            }
             Output::RoomEvent { to, event } => {
                 if let Some(key) = self.by_peer.get(&to).copied() {
                     self.sdk_room_event(key, event);

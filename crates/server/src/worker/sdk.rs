@@ -6,7 +6,8 @@
 use std::time::Instant;
 
 use mediamesh_core::{
-    Codec, MediaKind, ReceiverId, ReceiverSource, RoomEvent, RoomId, TrackId, Visibility,
+    Codec, MediaKind, ReceiverId, ReceiverSource, ReceiverState, RoomEvent, RoomId, TrackId,
+    Visibility,
 };
 use mediamesh_protocol::session::{self as proto, request, response, server_event};
 use mediamesh_protocol::{gateway, shared, Message};
@@ -508,6 +509,35 @@ impl Worker {
             key,
             server_event::Event::Room(server_event::Room { event: Some(e) }),
         );
+    }
+
+    /// A receiver's state for the client (`Receiver{name, state{status}}`).
+    pub(super) fn sdk_receiver_state(
+        &mut self,
+        key: Key,
+        receiver: ReceiverId,
+        state: ReceiverState,
+    ) {
+        let Some(name) = conn_sdk(&self.conns, key)
+            .and_then(|s| s.receivers.iter().find(|r| r.receiver == Some(receiver)))
+            .map(|r| r.name.clone())
+        else {
+            return;
+        };
+        let status = match state {
+            ReceiverState::Waiting => shared::receiver::Status::Waiting,
+            ReceiverState::Active => shared::receiver::Status::Active,
+            ReceiverState::Inactive => shared::receiver::Status::Inactive,
+        };
+        let event = server_event::Event::Receiver(server_event::Receiver {
+            name,
+            event: Some(server_event::receiver::Event::State(
+                server_event::receiver::State {
+                    status: status as i32,
+                },
+            )),
+        });
+        self.sdk_send(key, event);
     }
 
     /// A control message from the client.
