@@ -130,8 +130,8 @@ struct Conn {
     etag: String,
     /// The SDK protocol state of an SDK connection.
     sdk: Option<SdkState>,
-    /// Ends once its last reply is out (SDK Disconnect).
-    closing: bool,
+    /// Ends at this time (SDK Disconnect: after its reply had time to go).
+    close_at: Option<Instant>,
 }
 
 pub struct Worker {
@@ -226,7 +226,7 @@ impl Worker {
         let far = Instant::now() + Duration::from_secs(1);
         self.conns
             .values()
-            .map(|c| c.session.next_timeout())
+            .flat_map(|c| std::iter::once(c.session.next_timeout()).chain(c.close_at))
             .chain(self.sfu.poll_timeout())
             .min()
             .map_or(far, |t| t.min(far))
@@ -250,6 +250,11 @@ impl Worker {
 
     fn on_timeout(&mut self, now: Instant) {
         for (key, conn) in self.conns.iter_mut() {
+            if conn.close_at.is_some_and(|t| t <= now) {
+                conn.close_at = None;
+                conn.session.close();
+                self.dirty.push(*key);
+            }
             if conn.session.next_timeout() <= now {
                 if let Err(e) = conn.session.handle_timeout(now) {
                     tracing::debug!(session = %conn.id, "timeout: {e}");
@@ -550,7 +555,7 @@ impl Worker {
                 peer_name,
                 etag,
                 sdk,
-                closing: false,
+                close_at: None,
             },
         );
         // The answer's m-lines are waiting as events: bind them now.

@@ -3,7 +3,7 @@
 //! requests over the data channel, room events back to the client. The facts
 //! it follows are in docs/sdk-protocol.md.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mediamesh_core::{
     Codec, MediaKind, ReceiverId, ReceiverSource, ReceiverState, RoomEvent, RoomId, TrackId,
@@ -571,13 +571,6 @@ impl Worker {
             ),
         };
         self.sdk_send(key, reply);
-        // Disconnect: answer first, then end the session.
-        if self.conns.get(&key).is_some_and(|c| c.closing) {
-            if let Some(conn) = self.conns.get_mut(&key) {
-                conn.session.close();
-            }
-            self.dirty.push(key);
-        }
     }
 
     fn sdk_session_request(
@@ -639,8 +632,10 @@ impl Worker {
             }
             Some(A::Disconnect(_)) => {
                 self.sdk_leave(key, now);
+                // Answer first; the client closes its side on the answer.
+                // The session ends after a moment in any case.
                 if let Some(conn) = self.conns.get_mut(&key) {
-                    conn.closing = true;
+                    conn.close_at = Some(now + Duration::from_secs(2));
                 }
                 session_ok(req_id, r::Action::Disconnect(r::Disconnect {}))
             }
