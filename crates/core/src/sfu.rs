@@ -81,6 +81,8 @@ struct Peer {
     name: String,
     metadata: Option<String>,
     visibility: Visibility,
+    /// Manual mode: names of peers it follows besides its watch flags.
+    watching: Vec<String>,
     tracks: Vec<TrackId>,
     receivers: Vec<ReceiverId>,
 }
@@ -174,6 +176,7 @@ impl Sfu {
                 name: name.into(),
                 metadata,
                 visibility,
+                watching: Vec::new(),
                 tracks: Vec::new(),
                 receivers: Vec::new(),
             },

@@ -2,7 +2,7 @@
 //! watchers get `PeerJoined`/`PeerLeft`/`TrackStarted`/`TrackStopped` events
 //! (the SDK join modes: full, tracks only, manual).
 
-use super::{Output, Sfu};
+use super::{Output, Peer, Sfu, SfuError};
 use crate::{MediaKind, PeerId, TrackId};
 
 /// What a peer shows the room and what it wants to hear about.
@@ -55,7 +55,7 @@ pub enum RoomEvent {
 
 impl Sfu {
     /// The other peers of `peer`'s room for which `pick` holds.
-    fn room_mates(&self, peer: PeerId, pick: impl Fn(&Visibility) -> bool) -> Vec<PeerId> {
+    fn room_mates(&self, peer: PeerId, pick: impl Fn(&Peer) -> bool) -> Vec<PeerId> {
         let Some(room) = self.peers.get(&peer).map(|p| &p.room) else {
             return Vec::new();
         };
@@ -66,7 +66,7 @@ impl Sfu {
                     .iter()
                     .copied()
                     .filter(|p| *p != peer)
-                    .filter(|p| self.peers.get(p).is_some_and(|x| pick(&x.visibility)))
+                    .filter(|p| self.peers.get(p).is_some_and(&pick))
                     .collect()
             })
             .unwrap_or_default()
@@ -88,11 +88,14 @@ impl Sfu {
         if !p.visibility.announce_peer {
             return;
         }
+        let name = p.name.clone();
         let event = RoomEvent::PeerJoined {
             peer: p.name.clone(),
             metadata: p.metadata.clone(),
         };
-        let to = self.room_mates(peer, |v| v.watch_peers);
+        let to = self.room_mates(peer, |w| {
+            w.visibility.watch_peers || w.watching.contains(&name)
+        });
         self.tell(to, event);
     }
 
@@ -103,10 +106,13 @@ impl Sfu {
         if !p.visibility.announce_peer {
             return;
         }
+        let name = p.name.clone();
         let event = RoomEvent::PeerLeft {
             peer: p.name.clone(),
         };
-        let to = self.room_mates(peer, |v| v.watch_peers);
+        let to = self.room_mates(peer, |w| {
+            w.visibility.watch_peers || w.watching.contains(&name)
+        });
         self.tell(to, event);
     }
 
@@ -135,7 +141,14 @@ impl Sfu {
 
     pub(super) fn announce_track(&mut self, track: TrackId, started: bool) {
         if let Some((owner, event)) = self.track_event(track, started) {
-            let to = self.room_mates(owner, |v| v.watch_tracks);
+            let name = self
+                .peers
+                .get(&owner)
+                .map(|p| p.name.clone())
+                .unwrap_or_default();
+            let to = self.room_mates(owner, |w| {
+                w.visibility.watch_tracks || w.watching.contains(&name)
+            });
             self.tell(to, event);
         }
     }
@@ -148,28 +161,69 @@ impl Sfu {
         if !v.watch_peers && !v.watch_tracks {
             return;
         }
-        let mut events = Vec::new();
         for other in self.room_mates(peer, |_| true) {
-            let Some(o) = self.peers.get(&other) else {
-                continue;
-            };
-            if v.watch_peers && o.visibility.announce_peer {
-                events.push(RoomEvent::PeerJoined {
-                    peer: o.name.clone(),
-                    metadata: o.metadata.clone(),
-                });
-            }
-            if v.watch_tracks {
-                for t in &o.tracks {
-                    if let Some((_, e)) = self.track_event(*t, true) {
-                        events.push(e);
-                    }
+            self.show_peer_to(peer, other, v.watch_peers, v.watch_tracks);
+        }
+    }
+
+    /// Tells `watcher` about `other` as it is now: its presence and tracks,
+    /// as far as `other` announces them.
+    fn show_peer_to(&mut self, watcher: PeerId, other: PeerId, presence: bool, tracks: bool) {
+        let Some(o) = self.peers.get(&other) else {
+            return;
+        };
+        let mut events = Vec::new();
+        if presence && o.visibility.announce_peer {
+            events.push(RoomEvent::PeerJoined {
+                peer: o.name.clone(),
+                metadata: o.metadata.clone(),
+            });
+        }
+        if tracks {
+            for t in &o.tracks {
+                if let Some((_, e)) = self.track_event(*t, true) {
+                    events.push(e);
                 }
             }
         }
         for event in events {
-            self.tell(vec![peer], event);
+            self.tell(vec![watcher], event);
         }
+    }
+
+    /// Manual mode: `watcher` follows one named peer of its room (its
+    /// presence and tracks), whatever its own watch flags say; it learns at
+    /// once what that peer has.
+    pub fn watch_peer(&mut self, watcher: PeerId, name: &str) -> Result<(), SfuError> {
+        let w = self
+            .peers
+            .get_mut(&watcher)
+            .ok_or(SfuError::UnknownPeer(watcher))?;
+        if w.watching.iter().any(|n| n == name) {
+            return Ok(());
+        }
+        w.watching.push(name.to_owned());
+        let room = w.room.clone();
+        let other = self.rooms.get(&room).and_then(|r| {
+            r.peers
+                .iter()
+                .copied()
+                .find(|p| *p != watcher && self.peers.get(p).is_some_and(|x| x.name == name))
+        });
+        if let Some(other) = other {
+            self.show_peer_to(watcher, other, true, true);
+        }
+        Ok(())
+    }
+
+    /// Manual mode: stops following a peer.
+    pub fn unwatch_peer(&mut self, watcher: PeerId, name: &str) -> Result<(), SfuError> {
+        let w = self
+            .peers
+            .get_mut(&watcher)
+            .ok_or(SfuError::UnknownPeer(watcher))?;
+        w.watching.retain(|n| n != name);
+        Ok(())
     }
 }
 
@@ -290,5 +344,40 @@ mod tests {
         let _ = events_to(&mut sfu, speaker);
         sfu.remove_peer(viewer, t0).unwrap();
         assert!(events_to(&mut sfu, speaker).is_empty());
+    }
+
+    #[test]
+    fn manual_mode_follows_chosen_peers_only() {
+        let t0 = Instant::now();
+        let room = RoomId::new("app", "r");
+        let mut sfu = Sfu::new();
+        let manual = Visibility {
+            announce_peer: true,
+            announce_tracks: true,
+            watch_peers: false,
+            watch_tracks: false,
+        };
+        let me = sfu.add_peer_with(room.clone(), "me", manual, None);
+        let a = sfu.add_peer_with(room.clone(), "a", FULL, None);
+        sfu.publish_track(a, MediaKind::Audio, "mic", None, t0)
+            .unwrap();
+        let b = sfu.add_peer_with(room.clone(), "b", FULL, None);
+        assert!(events_to(&mut sfu, me).is_empty());
+        sfu.watch_peer(me, "a").unwrap();
+        let seen = events_to(&mut sfu, me);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        sfu.publish_track(b, MediaKind::Audio, "mic", None, t0)
+            .unwrap();
+        sfu.publish_track(a, MediaKind::Video, "cam", None, t0)
+            .unwrap();
+        let seen = events_to(&mut sfu, me);
+        assert!(
+            matches!(&seen[..], [RoomEvent::TrackStarted { peer, track, .. }] if peer == "a" && track == "cam"),
+            "{seen:?}"
+        );
+        sfu.unwatch_peer(me, "a").unwrap();
+        sfu.remove_peer(a, t0).unwrap();
+        assert!(events_to(&mut sfu, me).is_empty());
+        assert!(sfu.watch_peer(PeerId(999), "a").is_err());
     }
 }

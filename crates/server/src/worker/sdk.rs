@@ -642,6 +642,35 @@ impl Worker {
         }
     }
 
+    /// Manual mode: follow or stop following one peer of the room.
+    fn sdk_room_request(&mut self, key: Key, req_id: u32, r: request::Room) -> server_event::Event {
+        use request::room::Action as A;
+        use response::room as rr;
+        let Some(peer) = self.conns.get(&key).and_then(|c| c.peer) else {
+            return error(req_id, code::NOT_JOINED, "join a room first");
+        };
+        let (result, action) = match r.action {
+            None => return error(req_id, code::BAD_REQUEST, "room request without an action"),
+            Some(A::Subscribe(s)) => (
+                self.sfu.watch_peer(peer, &s.peer),
+                rr::Action::Subscribe(rr::SubscribePeer {}),
+            ),
+            Some(A::Unsubscribe(s)) => (
+                self.sfu.unwatch_peer(peer, &s.peer),
+                rr::Action::Unsubscribe(rr::UnsubscribePeer {}),
+            ),
+        };
+        match result {
+            Ok(()) => respond(
+                req_id,
+                response::Body::Room(response::Room {
+                    action: Some(action),
+                }),
+            ),
+            Err(e) => error(req_id, code::NOT_FOUND, e.to_string()),
+        }
+    }
+
     fn sdk_sender_request(
         &mut self,
         key: Key,
