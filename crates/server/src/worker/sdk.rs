@@ -559,11 +559,7 @@ impl Worker {
             Some(request::Group::Sender(s)) => self.sdk_sender_request(key, req_id, s, now),
             Some(request::Group::Receiver(r)) => self.sdk_receiver_request(key, req_id, r, now),
             Some(request::Group::MessageChannel(m)) => self.sdk_message_request(key, req_id, m),
-            Some(request::Group::Room(_)) => error(
-                req_id,
-                code::NOT_SUPPORTED,
-                "room.subscribe/unsubscribe (manual mode) is not supported yet",
-            ),
+            Some(request::Group::Room(r)) => self.sdk_room_request(key, req_id, r),
             Some(request::Group::Features(_)) => error(
                 req_id,
                 code::NOT_SUPPORTED,
