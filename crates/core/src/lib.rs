@@ -16,5 +16,6 @@ pub use codec::{Codec, MediaKind};
 pub use ids::{PeerId, ReceiverId, RoomId, TrackId};
 pub use packet::MediaPacket;
 pub use sfu::{
-    Output, PeerInfo, ReceiverSource, ReceiverState, RoomEvent, Sfu, SfuError, Visibility,
+    Output, PeerInfo, ReceiverCounters, ReceiverSource, ReceiverState, RoomEvent, Sfu, SfuError,
+    Visibility,
 };

@@ -116,6 +116,16 @@ struct Receiver {
     rewriter: Option<Rewriter>,
     /// Last state told to the peer.
     state: ReceiverState,
+    counters: ReceiverCounters,
+}
+
+/// What a receiver has been sent, for stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiverCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Audio level (RFC 6464, -dBov) of the last packet that carried one.
+    pub audio_level: Option<i8>,
 }
 
 /// What a receiver plays.
@@ -228,6 +238,11 @@ impl Sfu {
 
     pub fn room_count(&self) -> usize {
         self.rooms.len()
+    }
+
+    /// What a receiver has been sent so far.
+    pub fn receiver_counters(&self, receiver: ReceiverId) -> Option<ReceiverCounters> {
+        self.receivers.get(&receiver).map(|r| r.counters)
     }
 
     /// The track a receiver is currently attached to.
@@ -360,6 +375,7 @@ impl Sfu {
                 waiting_keyframe: false,
                 rewriter: None,
                 state: ReceiverState::Inactive,
+                counters: ReceiverCounters::default(),
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -573,6 +589,11 @@ impl Sfu {
                     state: ReceiverState::Active,
                 });
             }
+            r.counters.packets += 1;
+            r.counters.bytes += packet.payload.len() as u64;
+            if packet.audio_level.is_some() {
+                r.counters.audio_level = packet.audio_level;
+            }
             let mut out = packet.clone();
             out.seq = seq;
             out.timestamp = timestamp;
@@ -695,6 +716,8 @@ mod tests {
         sfu.on_media(t, pkt(Codec::Vp8, 2, 0, true, t0)).unwrap();
         sfu.on_media(t, pkt(Codec::Vp8, 3, 0, false, t0)).unwrap();
         assert_eq!(states(&mut sfu), vec![ReceiverState::Active]);
+        let c = sfu.receiver_counters(rv).unwrap();
+        assert_eq!((c.packets, c.bytes), (2, 6));
         sfu.set_receiver_paused(rv, true, t0).unwrap();
         assert_eq!(states(&mut sfu), vec![ReceiverState::Inactive]);
         sfu.set_receiver_paused(rv, false, t0).unwrap();

@@ -148,9 +148,14 @@ pub struct Worker {
     next_key: Key,
     dirty: Vec<Key>,
     events: Vec<(Key, SessionEvent)>,
+    /// When SDK receivers next get their stats and voice activity.
+    next_stats: Instant,
     draining: bool,
     stats: Stats,
 }
+
+/// How often SDK clients get receiver stats and voice activity.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Datagrams read in one go before timers and commands get a turn.
 const RECV_BATCH: usize = 64;
@@ -175,6 +180,7 @@ impl Worker {
             next_key: 0,
             dirty: Vec::new(),
             events: Vec::new(),
+            next_stats: Instant::now() + STATS_INTERVAL,
             draining: false,
             stats: Stats::default(),
         }
@@ -228,6 +234,7 @@ impl Worker {
             .values()
             .flat_map(|c| std::iter::once(c.session.next_timeout()).chain(c.close_at))
             .chain(self.sfu.poll_timeout())
+            .chain(std::iter::once(self.next_stats))
             .min()
             .map_or(far, |t| t.min(far))
     }
@@ -263,6 +270,10 @@ impl Worker {
             }
         }
         self.sfu.handle_timeout(now);
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_INTERVAL;
+            self.sdk_stats(STATS_INTERVAL);
+        }
         self.process(now);
     }
 

@@ -64,6 +64,8 @@ struct ReceiverSlot {
     /// Known once the m-line is connected.
     codecs: Option<Vec<Codec>>,
     receiver: Option<ReceiverId>,
+    /// Bytes sent at the last stats report.
+    reported_bytes: u64,
 }
 
 fn kind_of(k: i32) -> MediaKind {
@@ -132,6 +134,7 @@ impl SdkState {
                 want,
                 codecs: None,
                 receiver: None,
+                reported_bytes: 0,
             });
         }
     }
@@ -538,6 +541,53 @@ impl Worker {
             )),
         });
         self.sdk_send(key, event);
+    }
+
+    /// Every SDK receiver that has a core receiver gets its stats (what is
+    /// sent to it) and, for audio with a level, its voice activity.
+    pub(super) fn sdk_stats(&mut self, interval: Duration) {
+        use server_event::receiver::{stats, Event as E, Stats, VoiceActivity};
+        let mut out: Vec<(Key, server_event::Event)> = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            let Some(sdk) = conn.sdk.as_mut() else {
+                continue;
+            };
+            for slot in &mut sdk.receivers {
+                let Some(c) = slot.receiver.and_then(|r| self.sfu.receiver_counters(r)) else {
+                    continue;
+                };
+                let delta = c.bytes.saturating_sub(slot.reported_bytes);
+                slot.reported_bytes = c.bytes;
+                let kbps = (delta * 8 / 1000) as f64 / interval.as_secs_f64();
+                let stats = Stats {
+                    source: None,
+                    transmit: Some(stats::Transmit {
+                        spatial: 0,
+                        temporal: 0,
+                        bitrate_kbps: kbps as u32,
+                    }),
+                };
+                let receiver = |event| {
+                    server_event::Event::Receiver(server_event::Receiver {
+                        name: slot.name.clone(),
+                        event: Some(event),
+                    })
+                };
+                out.push((*key, receiver(E::Stats(stats))));
+                // RFC 6464 levels are -dBov: -127 is silence.
+                if let Some(level) = c.audio_level.filter(|l| *l > -127 && delta > 0) {
+                    out.push((
+                        *key,
+                        receiver(E::VoiceActivity(VoiceActivity {
+                            audio_level: i32::from(level),
+                        })),
+                    ));
+                }
+            }
+        }
+        for (key, event) in out {
+            self.sdk_send(key, event);
+        }
     }
 
     /// A control message from the client.
