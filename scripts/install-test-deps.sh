@@ -2,7 +2,9 @@
 # Installs what the end-to-end tests (tests/e2e) need, only what is missing.
 # Idempotent and fast when everything is present (a few dpkg/stamp checks).
 #   apt:  Chromium, fonts, GStreamer with webrtcbin and its Python bindings
-#   npm:  tests/e2e/node_modules from package-lock.json (npm ci)
+#   npm:  tests/e2e/node_modules from package-lock.json (npm ci), then
+#         tests/e2e/build/atm0s-sdk.js: the atm0s SDK bundled for the browser (esbuild)
+#         sdk/: npm ci + npm run build (our SDK; dist/mediamesh-sdk.js for the pages)
 #   pip:  tests/e2e/.venv with aiortc and aiohttp (tests/e2e/python/requirements.txt)
 set -euo pipefail
 
@@ -62,6 +64,30 @@ else
   log "npm ci in tests/e2e"
   (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$lock_sum" > "$stamp"
+fi
+# Rebuilt only when its inputs change (lib/bundle.js checks a hash; ~0.1 s either way).
+node "$E2E/lib/bundle.js"
+
+# ---------------------------------------------------------------- our SDK (sdk/)
+# npm ci + npm run build in sdk/ (tsc -> dist, esbuild -> dist/mediamesh-sdk.js for the
+# test pages), only when its sources, lock or build config changed since the last build.
+SDK="$ROOT/sdk"
+sdk_sum="$(cd "$SDK" && { find src scripts -type f | LC_ALL=C sort; echo package.json package-lock.json tsconfig.json; } \
+  | xargs sha256sum | sha256sum | cut -d' ' -f1)"
+sdk_stamp="$SDK/dist/.mediamesh-build-stamp"
+if [ -f "$sdk_stamp" ] && [ "$(cat "$sdk_stamp")" = "$sdk_sum" ] && [ -f "$SDK/dist/mediamesh-sdk.js" ]; then
+  log "sdk/dist up to date"
+else
+  lock_sdk="$(sha256sum "$SDK/package-lock.json" | cut -d' ' -f1)"
+  nm_stamp="$SDK/node_modules/.mediamesh-sdk-stamp"
+  if [ ! -f "$nm_stamp" ] || [ "$(cat "$nm_stamp")" != "$lock_sdk" ]; then
+    log "npm ci in sdk"
+    (cd "$SDK" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_sdk" > "$nm_stamp"
+  fi
+  log "npm run build in sdk"
+  (cd "$SDK" && npm run --silent build)
+  echo "$sdk_sum" > "$sdk_stamp"
 fi
 
 # ---------------------------------------------------------------- python venv

@@ -16,6 +16,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "unit, HTTP API and process tests"
 cargo test --workspace --locked
 
-step "end-to-end tests (Chromium, aiortc, GStreamer)"
+step "TypeScript SDK (sdk/): build if changed, protocol unit tests"
+bash scripts/install-test-deps.sh   # also builds sdk/dist (npm ci + npm run build) when its sources changed
+(cd sdk && node --test test/)
+
+step "end-to-end tests (Chromium, aiortc, GStreamer, SDKs)"
 cargo build -p mediamesh --locked
 MEDIAMESH_BIN="$PWD/target/debug/mediamesh" bash scripts/e2e.sh

@@ -156,7 +156,13 @@ export class MediaMesh {
 export async function withServerContext(server, fn) {
   try { return await fn(); } catch (e) {
     if (server && !String(e.message).includes('--- end of mediamesh stderr')) {
+      const old = e.message;
       e.message += server.describe();
+      // The test reporter prints `stack`, captured at construction: for an
+      // AssertionError it does not follow `message`, so patch it too.
+      if (typeof e.stack === 'string' && old && e.stack.includes(old) && !e.stack.includes('--- end of mediamesh stderr')) {
+        e.stack = e.stack.replace(old, () => e.message);
+      }
     }
     throw e;
   }

@@ -1,5 +1,7 @@
 // A tiny static HTTP server on 127.0.0.1 for the test pages (a secure context
-// for getUserMedia) and the unchanged whip-whep ES modules from node_modules.
+// for getUserMedia), the unchanged whip-whep ES modules from node_modules and the
+// browser bundle of the unchanged atm0s SDK (build/, see lib/bundle.js) and our own
+// SDK's browser bundle (sdk/dist/mediamesh-sdk.js at /sdk/, built by `npm run build` in sdk/).
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join, normalize, extname } from 'node:path';
@@ -12,6 +14,8 @@ const TYPES = {
 
 const ROOTS = [
   ['/node_modules/whip-whep/', join(E2E_DIR, 'node_modules', 'whip-whep')],
+  ['/build/', join(E2E_DIR, 'build')],
+  ['/sdk/', join(REPO_DIR, 'sdk', 'dist')],
   ['/web/demo/', join(REPO_DIR, 'web', 'demo')],
   ['/', join(E2E_DIR, 'pages')],
 ];
