@@ -30,6 +30,8 @@ pub enum Output {
     RequestKeyframe { peer: PeerId, track: TrackId },
     /// Tell a peer that watches its room what changed there.
     RoomEvent { to: PeerId, event: RoomEvent },
+    /// The first packet of a published track arrived.
+    TrackLive { peer: PeerId, track: TrackId },
     /// A receiver's state changed (see [`ReceiverState`]).
     ReceiverState {
         peer: PeerId,
@@ -97,6 +99,8 @@ struct Track {
     metadata: Option<String>,
     subscribers: Vec<ReceiverId>,
     keyframes: KeyframeRequests,
+    /// A packet has arrived.
+    live: bool,
 }
 
 #[derive(Debug)]
@@ -278,6 +282,7 @@ impl Sfu {
                 metadata,
                 subscribers: Vec::new(),
                 keyframes: KeyframeRequests::new(KEYFRAME_GAP_ANSWERED, KEYFRAME_GAP_UNANSWERED),
+                live: false,
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -561,6 +566,13 @@ impl Sfu {
         if packet.keyframe {
             t.keyframes.on_keyframe();
         }
+        if !t.live {
+            t.live = true;
+            self.outputs.push_back(Output::TrackLive {
+                peer: t.owner,
+                track,
+            });
+        }
         for rid in &t.subscribers {
             let Some(r) = self.receivers.get_mut(rid) else {
                 continue;
@@ -671,11 +683,30 @@ mod tests {
         }
     }
 
-    /// Outputs other than receiver states (tested on their own).
+    /// Outputs other than states (tested on their own).
     fn drain(sfu: &mut Sfu) -> Vec<Output> {
         std::iter::from_fn(|| sfu.poll_output())
-            .filter(|o| !matches!(o, Output::ReceiverState { .. }))
+            .filter(|o| !matches!(o, Output::ReceiverState { .. } | Output::TrackLive { .. }))
             .collect()
+    }
+
+    #[test]
+    fn a_track_goes_live_once_with_its_first_packet() {
+        let t0 = Instant::now();
+        let mut sfu = Sfu::new();
+        let p = sfu.add_peer(RoomId::new("app", "r"), "p");
+        let t = sfu
+            .publish_track(p, MediaKind::Audio, "mic", None, t0)
+            .unwrap();
+        let live = |sfu: &mut Sfu| {
+            std::iter::from_fn(|| sfu.poll_output())
+                .filter(|o| matches!(o, Output::TrackLive { track, .. } if *track == t))
+                .count()
+        };
+        assert_eq!(live(&mut sfu), 0);
+        sfu.on_media(t, pkt(Codec::Opus, 1, 0, true, t0)).unwrap();
+        sfu.on_media(t, pkt(Codec::Opus, 2, 960, true, t0)).unwrap();
+        assert_eq!(live(&mut sfu), 1);
     }
 
     fn states(sfu: &mut Sfu) -> Vec<ReceiverState> {

@@ -387,6 +387,11 @@ impl Worker {
                     }
                 }
             }
+            Output::TrackLive { peer, track } => {
+                if let Some(key) = self.by_peer.get(&peer).copied() {
+                    self.sdk_sender_state(key, track, true);
+                }
+            }
             Output::ReceiverState {
                 peer,
                 receiver,

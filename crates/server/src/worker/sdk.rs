@@ -391,6 +391,8 @@ impl Worker {
         if let (Some(mid), Some(track)) = (slot.mid, slot.track.take()) {
             conn.session.unbind_track(mid);
             let _ = self.sfu.unpublish_track(track, now);
+            let name = slot.name.clone();
+            self.sdk_send_sender_state(key, name, false);
         }
     }
 
@@ -512,6 +514,35 @@ impl Worker {
             key,
             server_event::Event::Room(server_event::Room { event: Some(e) }),
         );
+    }
+
+    /// A sender's state for the client: active once its media arrives,
+    /// inactive when it stops.
+    pub(super) fn sdk_sender_state(&mut self, key: Key, track: TrackId, active: bool) {
+        let Some(name) = conn_sdk(&self.conns, key)
+            .and_then(|s| s.senders.iter().find(|x| x.track == Some(track)))
+            .map(|x| x.name.clone())
+        else {
+            return;
+        };
+        self.sdk_send_sender_state(key, name, active);
+    }
+
+    fn sdk_send_sender_state(&mut self, key: Key, name: String, active: bool) {
+        let status = if active {
+            shared::sender::Status::Active
+        } else {
+            shared::sender::Status::Inactive
+        };
+        let event = server_event::Event::Sender(server_event::Sender {
+            name,
+            event: Some(server_event::sender::Event::State(
+                server_event::sender::State {
+                    status: status as i32,
+                },
+            )),
+        });
+        self.sdk_send(key, event);
     }
 
     /// A receiver's state for the client (`Receiver{name, state{status}}`).
