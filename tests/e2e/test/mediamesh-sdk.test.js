@@ -8,6 +8,8 @@
 //      see and play each other (WHIP tracks are named `audio` / `video`).
 //  (c) a message channel: 20 numbered messages from one peer reach the two others in order,
 //      sent after an ICE restart of that peer (session.restartIce()).
+//  (d) Publication stop/republish, setLimits, leave + join on one connection, manual mode.
+//  (e) automatic ICE restart after the connection went disconnected (server SIGSTOPped).
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { sleep } from '../lib/server.js';
@@ -213,4 +215,97 @@ test('mediamesh-sdk (c): after an ICE restart, a message channel delivers 20 num
   }
   const echo = (await pages.alice.evaluate(() => window.mm2.received('chat'))).filter((m) => m.peer === 'alice').length;
   console.log(`# alice got ${echo} of her own messages back (server echo policy)`);
+}));
+
+test('mediamesh-sdk (d): publication stop/republish, setLimits, leave + join on the same connection, manual mode with subscribePeer', { timeout: 180000 }, () => chromium.withMediaMesh('mediamesh-sdk-rooms', {}, async (server, open) => {
+  const room = 'room-life';
+  const A = await openOurPage(open, chromium.web, 'alice');
+  const B = await openOurPage(open, chromium.web, 'bob');
+  const C = await openOurPage(open, chromium.web, 'carol');
+  const all = async () => (await Promise.all([A, B, C].map((pg) => mmContext(pg, { pageLog: false })))).join('');
+  const events = (page) => page.evaluate(() => window.mm2.debug().events);
+  const count = (evs, type, pred = () => true) => evs.filter((e) => e.type === type && pred(e)).length;
+  const waitEvent = (page, what, type, pred, n = 1) => waitFor(`${page.label}: ${what}`, () => events(page), (evs) => count(evs, type, pred) >= n, { context: all });
+
+  assert.deepEqual(Object.values(await A.evaluate((o) => window.mm2.camera(o), { width: 320, height: 240 })), [320, 240]);
+  await joinOurs(A, server, room, 'alice');
+  await joinOurs(B, server, room, 'bob', { publish: false });
+  await waitFor('bob: subscribed to alice/audio_main and alice/video_main', () => B.evaluate(() => window.mm2.subKeys()),
+    (k) => k.includes('alice/audio_main') && k.includes('alice/video_main'), { context: all });
+  await expectSubReceiving(B, 'alice/video_main', { width: 320, context: all });
+
+  // setLimits: receiver.config answered; media goes on.
+  const lim = await B.evaluate(() => window.mm2.setLimits('alice/video_main', { priority: 2, maxSpatial: 0, maxTemporal: 0 }))
+    .catch(async (e) => { throw new Error(`bob: setLimits failed: ${e.message}` + await all()); });
+  assert.deepEqual([lim.priority, lim.maxSpatial, lim.maxTemporal], [2, 0, 0]);
+  await expectSubReceiving(B, 'alice/video_main', { what: 'after setLimits', width: 320, context: all });
+
+  // Publication stop (sender.detach): bob sees trackStopped; republish (sender.attach): trackStarted
+  // again and bob's subscription, still attached to alice/video_main, plays again.
+  assert.deepEqual(await A.evaluate(() => window.mm2.stopPub('video_main')), { published: false });
+  await waitEvent(B, 'trackStopped alice/video_main after Publication.stop()', 'trackStopped', (e) => e.peer === 'alice' && e.track === 'video_main');
+  const s0 = await mmStats(B);
+  assert.deepEqual(await A.evaluate(() => window.mm2.republish('video_main')), { published: true });
+  await waitEvent(B, 'a second trackStarted alice/video_main after republish', 'trackStarted', (e) => e.peer === 'alice' && e.track === 'video_main', 2);
+  await expectSubReceiving(B, 'alice/video_main', { what: 'after alice republished video_main', width: 320, from: s0, context: all });
+
+  // Leave + join on the same connection: alice sees bob leave and come back; bob's
+  // subscriptions ended at leave and are made again from the new trackStarted events.
+  const left = await B.evaluate(() => window.mm2.leave())
+    .catch(async (e) => { throw new Error(`bob: leave() failed: ${e.message}` + await all()); });
+  assert.equal(left.room, null);
+  assert.ok(left.subs.every((st) => st === 'ended'), `bob: subscriptions after leave: ${JSON.stringify(left.subs)}`);
+  await waitEvent(A, 'peerLeft bob after bob.leave()', 'peerLeft', (e) => e.peer === 'bob');
+  const tokB = await server.token('webrtc', room, 'bob');
+  await B.evaluate(([i, t]) => window.mm2.rejoin(i, t), [{ room, peer: 'bob' }, tokB])
+    .catch(async (e) => { throw new Error(`bob: join() after leave failed: ${e.message}` + await all()); });
+  await waitEvent(A, 'peerJoined bob again after bob.join()', 'peerJoined', (e) => e.peer === 'bob', 2);
+  await waitFor('bob: subscribed again to alice/video_main after the re-join', () => B.evaluate(() => window.mm2.subKeys()),
+    (k) => k.includes('alice/video_main') && k.includes('alice/audio_main'), { context: all });
+  await expectSubReceiving(B, 'alice/video_main', { what: 'after leave + join', width: 320, context: all });
+
+  // Manual mode: carol hears of nobody until subscribePeer("alice").
+  await joinOurs(C, server, room, 'carol', { publish: false, mode: 'manual' });
+  await sleep(1500);
+  const quiet = await events(C);
+  assert.equal(count(quiet, 'trackStarted') + count(quiet, 'peerJoined'), 0, `carol (manual): no room events before subscribePeer: ${JSON.stringify(quiet.filter((e) => e.type.startsWith('peer') || e.type.startsWith('track')))}`);
+  await C.evaluate(() => window.mm2.subscribePeer('alice'))
+    .catch(async (e) => { throw new Error(`carol: subscribePeer("alice") failed: ${e.message}` + await all()); });
+  await waitEvent(C, 'trackStarted alice/video_main after subscribePeer', 'trackStarted', (e) => e.peer === 'alice' && e.track === 'video_main');
+  await waitFor('carol: subscribed to alice/video_main', () => C.evaluate(() => window.mm2.subKeys()), (k) => k.includes('alice/video_main'), { context: all });
+  await expectSubReceiving(C, 'alice/video_main', { what: 'manual mode', width: 320, context: all });
+  const cEv = await events(C);
+  assert.equal(count(cEv, 'trackStarted', (e) => e.peer === 'bob'), 0, 'carol (manual): no events about bob (not subscribed)');
+}));
+
+test('mediamesh-sdk (e): automatic ICE restart when the connection goes disconnected (server frozen with SIGSTOP until the SDK reports reconnecting, plus 3 s)', { timeout: 120000 }, () => chromium.withMediaMesh('mediamesh-sdk-autorestart', {}, async (server, open) => {
+  const room = 'room-ice';
+  const A = await openOurPage(open, chromium.web, 'alice');
+  const B = await openOurPage(open, chromium.web, 'bob');
+  const all = async () => (await Promise.all([A, B].map((pg) => mmContext(pg, { pageLog: false })))).join('');
+  assert.deepEqual(Object.values(await A.evaluate((o) => window.mm2.camera(o), { width: 320, height: 240 })), [320, 240]);
+  await joinOurs(A, server, room, 'alice');
+  await joinOurs(B, server, room, 'bob', { publish: false });
+  await waitFor('bob: subscribed to alice/video_main', () => B.evaluate(() => window.mm2.subKeys()), (k) => k.includes('alice/video_main'), { context: all });
+  await expectSubReceiving(B, 'alice/video_main', { width: 320, context: all });
+
+  // Freeze the server (our own child process, by pid): no STUN answers, no media.
+  // Chromium reports "disconnected"; after 2 s the SDK POSTs restart-ice, which the
+  // server answers once it runs again.
+  process.kill(server.proc.pid, 'SIGSTOP');
+  try {
+    await waitFor('alice: connectionState event "reconnecting" while the server is frozen',
+      () => A.evaluate(() => window.mm2.debug().events), (evs) => evs.some((e) => e.type === 'connectionState' && e.value === 'reconnecting'),
+      { timeoutMs: 15000, context: all });
+    await sleep(3000);
+  } finally {
+    process.kill(server.proc.pid, 'SIGCONT');
+  }
+  for (const page of [A, B]) {
+    await waitFor(`${page.label}: an automatic ICE restart completed and the session is connected again`,
+      () => page.evaluate(() => window.mm2.debug()),
+      (d) => d.negotiations.iceRestarts >= 1 && d.state === 'connected' && d.pc.conn === 'connected', { context: all });
+  }
+  const s0 = await mmStats(B);
+  await expectSubReceiving(B, 'alice/video_main', { what: 'after the automatic ICE restart', width: 320, from: s0, context: all });
 }));
