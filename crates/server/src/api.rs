@@ -107,6 +107,16 @@ pub fn router(state: AppState) -> Router {
             "/demo/demo.js",
             get(|| async { ([(CONTENT_TYPE, "text/javascript; charset=utf-8")], web::JS) }),
         )
+        .route("/demo/room", get(|| async { Html(web::ROOM) }))
+        .route(
+            "/demo/mediamesh-sdk.js",
+            get(|| async {
+                (
+                    [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    web::SDK_JS,
+                )
+            }),
+        )
         .route("/demo/token/{kind}", get(demo_token))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(cors)
