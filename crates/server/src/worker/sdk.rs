@@ -284,6 +284,7 @@ impl Worker {
             .accept_update(&req.sdp)
             .map_err(|e| WorkerError::BadRequest(e.to_string()))?;
         let ufrag = conn.session.local_ufrag().to_owned();
+        tracing::info!(session = %conn.id, peer = %conn.peer_name, "ICE restart");
         self.demux.add_ufrag(&ufrag, key);
         self.dirty.push(key);
         Ok(gateway::ConnectResponse {
@@ -680,6 +681,13 @@ impl Worker {
                 };
                 if claims.kind != TokenKind::Webrtc {
                     return error(req_id, code::FORBIDDEN, "join needs a webrtc token");
+                }
+                if self.conns.get(&key).is_some_and(|c| c.app != claims.sub) {
+                    return error(
+                        req_id,
+                        code::FORBIDDEN,
+                        "the token is for another application",
+                    );
                 }
                 if let Err(e) = check_join(&caller, &info) {
                     return error(req_id, code::FORBIDDEN, e.to_string());
