@@ -37,10 +37,20 @@ pub enum RoomEvent {
         peer: String,
         metadata: Option<String>,
     },
+    PeerUpdated {
+        peer: String,
+        metadata: Option<String>,
+    },
     PeerLeft {
         peer: String,
     },
     TrackStarted {
+        peer: String,
+        track: String,
+        kind: MediaKind,
+        metadata: Option<String>,
+    },
+    TrackUpdated {
         peer: String,
         track: String,
         kind: MediaKind,
@@ -189,6 +199,70 @@ impl Sfu {
         for event in events {
             self.tell(vec![watcher], event);
         }
+    }
+
+    /// A peer's metadata changed: watchers get `PeerUpdated`.
+    pub fn update_peer_metadata(
+        &mut self,
+        peer: PeerId,
+        metadata: Option<String>,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(SfuError::UnknownPeer(peer))?;
+        if p.metadata == metadata {
+            return Ok(());
+        }
+        p.metadata = metadata.clone();
+        if !p.visibility.announce_peer {
+            return Ok(());
+        }
+        let name = p.name.clone();
+        let event = RoomEvent::PeerUpdated {
+            peer: name.clone(),
+            metadata,
+        };
+        let to = self.room_mates(peer, |w| {
+            w.visibility.watch_peers || w.watching.contains(&name)
+        });
+        self.tell(to, event);
+        Ok(())
+    }
+
+    /// A track's metadata changed: watchers get `TrackUpdated`.
+    pub fn update_track_metadata(
+        &mut self,
+        track: TrackId,
+        metadata: Option<String>,
+    ) -> Result<(), SfuError> {
+        let t = self
+            .tracks
+            .get_mut(&track)
+            .ok_or(SfuError::UnknownTrack(track))?;
+        if t.metadata == metadata {
+            return Ok(());
+        }
+        t.metadata = metadata.clone();
+        let (owner, kind, track_name) = (t.owner, t.kind, t.name.clone());
+        let Some(o) = self.peers.get(&owner) else {
+            return Ok(());
+        };
+        if !o.visibility.announce_tracks {
+            return Ok(());
+        }
+        let name = o.name.clone();
+        let event = RoomEvent::TrackUpdated {
+            peer: name.clone(),
+            track: track_name,
+            kind,
+            metadata,
+        };
+        let to = self.room_mates(owner, |w| {
+            w.visibility.watch_tracks || w.watching.contains(&name)
+        });
+        self.tell(to, event);
+        Ok(())
     }
 
     /// Manual mode: `watcher` follows one named peer of its room (its
@@ -379,5 +453,37 @@ mod tests {
         sfu.remove_peer(a, t0).unwrap();
         assert!(events_to(&mut sfu, me).is_empty());
         assert!(sfu.watch_peer(PeerId(999), "a").is_err());
+    }
+
+    #[test]
+    fn metadata_updates_reach_watchers() {
+        let t0 = Instant::now();
+        let room = RoomId::new("app", "r");
+        let mut sfu = Sfu::new();
+        let w = sfu.add_peer_with(room.clone(), "w", FULL, None);
+        let p = sfu.add_peer_with(room.clone(), "p", FULL, None);
+        let t = sfu
+            .publish_track(p, MediaKind::Video, "cam", None, t0)
+            .unwrap();
+        let _ = events_to(&mut sfu, w);
+        sfu.update_peer_metadata(p, Some("away".into())).unwrap();
+        sfu.update_track_metadata(t, Some("hd".into())).unwrap();
+        // No change, no event.
+        sfu.update_track_metadata(t, Some("hd".into())).unwrap();
+        assert_eq!(
+            events_to(&mut sfu, w),
+            vec![
+                RoomEvent::PeerUpdated {
+                    peer: "p".into(),
+                    metadata: Some("away".into())
+                },
+                RoomEvent::TrackUpdated {
+                    peer: "p".into(),
+                    track: "cam".into(),
+                    kind: MediaKind::Video,
+                    metadata: Some("hd".into())
+                },
+            ]
+        );
     }
 }

@@ -486,7 +486,10 @@ impl Worker {
 
     /// A room event from the core for an SDK peer.
     pub(super) fn sdk_room_event(&mut self, key: Key, event: RoomEvent) {
-        use server_event::room::{Event as E, PeerJoined, PeerLeaved, TrackStarted, TrackStopped};
+        use server_event::room::{
+            Event as E, PeerJoined, PeerLeaved, PeerUpdated, TrackStarted, TrackStopped,
+            TrackUpdated,
+        };
         let e = match event {
             RoomEvent::PeerJoined { peer, metadata } => E::PeerJoined(PeerJoined {
                 peer,
@@ -494,6 +497,20 @@ impl Worker {
                 extra_data: None,
             }),
             RoomEvent::PeerLeft { peer } => E::PeerLeaved(PeerLeaved { peer }),
+            RoomEvent::PeerUpdated { peer, metadata } => {
+                E::PeerUpdated(PeerUpdated { peer, metadata })
+            }
+            RoomEvent::TrackUpdated {
+                peer,
+                track,
+                kind,
+                metadata,
+            } => E::TrackUpdated(TrackUpdated {
+                peer,
+                track,
+                kind: kind_to_proto(kind),
+                metadata,
+            }),
             RoomEvent::TrackStarted {
                 peer,
                 track,
@@ -692,8 +709,22 @@ impl Worker {
                 if let Err(e) = check_join(&caller, &info) {
                     return error(req_id, code::FORBIDDEN, e.to_string());
                 }
-                self.sdk_leave(key, now);
-                self.sdk_join(key, &caller.app, info, now);
+                let same = self.conns.get(&key).and_then(|c| {
+                    let j = c.sdk.as_ref()?.joined.as_ref()?;
+                    (j.room == info.room && j.peer == info.peer)
+                        .then_some(c.peer)
+                        .flatten()
+                });
+                match same {
+                    // Joining the room it is in: only the metadata can change.
+                    Some(peer) => {
+                        let _ = self.sfu.update_peer_metadata(peer, info.metadata);
+                    }
+                    None => {
+                        self.sdk_leave(key, now);
+                        self.sdk_join(key, &caller.app, info, now);
+                    }
+                }
                 session_ok(req_id, r::Action::Join(r::Join {}))
             }
             Some(A::Leave(_)) => {
@@ -788,8 +819,15 @@ impl Worker {
                 "sender request without an action",
             ),
             Some(A::Attach(a)) => {
-                slot.source = Some(a.source.and_then(|x| x.metadata));
-                self.sdk_publish(key, &s.name, now);
+                let metadata = a.source.and_then(|x| x.metadata);
+                slot.source = Some(metadata.clone());
+                match slot.track {
+                    // Already live (a new source on the same sender).
+                    Some(track) => {
+                        let _ = self.sfu.update_track_metadata(track, metadata);
+                    }
+                    None => self.sdk_publish(key, &s.name, now),
+                }
                 ok(r::Action::Attach(r::Attach {}))
             }
             Some(A::Detach(_)) => {
