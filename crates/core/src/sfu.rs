@@ -249,6 +249,11 @@ impl Sfu {
         self.receivers.get(&receiver).map(|r| r.counters)
     }
 
+    /// The peer that publishes a track.
+    pub fn track_owner(&self, track: TrackId) -> Option<PeerId> {
+        self.tracks.get(&track).map(|t| t.owner)
+    }
+
     /// The track a receiver is currently attached to.
     pub fn receiver_source(&self, receiver: ReceiverId) -> Option<TrackId> {
         self.receivers.get(&receiver).and_then(|r| r.source)

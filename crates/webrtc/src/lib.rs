@@ -18,5 +18,7 @@ mod stun;
 
 pub use demux::Demux;
 pub use sdpfrag::{SdpFrag, SdpFragError};
-pub use session::{DtlsIdentity, MediaLine, Role, Session, SessionError, SessionEvent, Transmit};
+pub use session::{
+    DtlsIdentity, IngressStats, MediaLine, Role, Session, SessionError, SessionEvent, Transmit,
+};
 pub use stun::{is_stun, stun_local_ufrag};

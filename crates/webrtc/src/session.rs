@@ -101,6 +101,21 @@ pub enum SessionError {
 struct Inbound {
     mid: Mid,
     track: Option<TrackId>,
+    /// Latest reception statistics of the m-line (str0m, every second).
+    stats: Option<IngressStats>,
+}
+
+/// How a published track reaches the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IngressStats {
+    pub bitrate_kbps: u32,
+    /// Fraction of packets lost, 0..1.
+    pub loss: f32,
+    pub rtt_ms: f32,
+    /// Interarrival jitter in RTP clock units.
+    pub jitter: u32,
+    bytes: u64,
+    at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -341,6 +356,14 @@ impl Session {
         }
     }
 
+    /// Reception statistics of a track this session publishes.
+    pub fn ingress_stats(&self, track: TrackId) -> Option<IngressStats> {
+        self.inbound
+            .iter()
+            .find(|i| i.track == Some(track))
+            .and_then(|i| i.stats)
+    }
+
     /// Unbinds the track of an m-line (its sender stopped publishing).
     pub fn unbind_track(&mut self, mid: Mid) {
         if let Some(i) = self.inbound.iter_mut().find(|i| i.mid == mid) {
@@ -486,6 +509,28 @@ impl Session {
                 _ => {}
             },
             Event::RtpPacket(p) => self.on_rtp(p),
+            Event::MediaIngressStats(st) => {
+                if let Some(i) = self.inbound.iter_mut().find(|i| i.mid == st.mid) {
+                    let prev = i.stats.unwrap_or_default();
+                    let secs = prev
+                        .at
+                        .map(|t| st.timestamp.saturating_duration_since(t).as_secs_f64())
+                        .unwrap_or(0.0);
+                    let bitrate_kbps = if secs > 0.0 {
+                        (st.bytes.saturating_sub(prev.bytes) as f64 * 8.0 / 1000.0 / secs) as u32
+                    } else {
+                        0
+                    };
+                    i.stats = Some(IngressStats {
+                        bitrate_kbps,
+                        loss: st.loss.unwrap_or(0.0),
+                        rtt_ms: st.rtt.map(|d| d.as_secs_f32() * 1000.0).unwrap_or(0.0),
+                        jitter: st.jitter,
+                        bytes: st.bytes,
+                        at: Some(st.timestamp),
+                    });
+                }
+            }
             Event::ChannelOpen(id, _) if Some(id) == self.channel => {
                 self.channel_open = true;
                 self.events.push(SessionEvent::ChannelOpen);
@@ -524,7 +569,11 @@ impl Session {
                 kind,
                 client_sends: true,
             });
-            self.inbound.push(Inbound { mid, track: None });
+            self.inbound.push(Inbound {
+                mid,
+                track: None,
+                stats: None,
+            });
             self.events.push(SessionEvent::WantsTrack { mid, kind });
         }
         if dir.is_sending() && (self.role == Role::Play || (sdk && !dir.is_receiving())) {

@@ -597,36 +597,73 @@ impl Worker {
     pub(super) fn sdk_stats(&mut self, interval: Duration) {
         use server_event::receiver::{stats, Event as E, Stats, VoiceActivity};
         let mut out: Vec<(Key, server_event::Event)> = Vec::new();
-        for (key, conn) in self.conns.iter_mut() {
-            let Some(sdk) = conn.sdk.as_mut() else {
-                continue;
-            };
-            for slot in &mut sdk.receivers {
-                let Some(c) = slot.receiver.and_then(|r| self.sfu.receiver_counters(r)) else {
+        let keys: Vec<Key> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.sdk.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            let slots: Vec<(usize, ReceiverId)> = conn_sdk(&self.conns, key)
+                .map(|s| {
+                    s.receivers
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, r)| Some((i, r.receiver?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (i, rid) in slots {
+                let Some(c) = self.sfu.receiver_counters(rid) else {
+                    continue;
+                };
+                // How the source reaches us, from its publisher's session.
+                let source = self
+                    .sfu
+                    .receiver_source(rid)
+                    .and_then(|t| Some((t, self.sfu.track_owner(t)?)))
+                    .and_then(|(t, owner)| {
+                        let k = self.by_peer.get(&owner)?;
+                        self.conns.get(k)?.session.ingress_stats(t)
+                    })
+                    .map(|s| stats::Source {
+                        bitrate_kbps: s.bitrate_kbps,
+                        rtt: s.rtt_ms,
+                        lost: s.loss,
+                        jitter: s.jitter as f32,
+                    });
+                let Some(slot) = self
+                    .conns
+                    .get_mut(&key)
+                    .and_then(|c| c.sdk.as_mut())
+                    .and_then(|s| s.receivers.get_mut(i))
+                else {
                     continue;
                 };
                 let delta = c.bytes.saturating_sub(slot.reported_bytes);
                 slot.reported_bytes = c.bytes;
                 let kbps = (delta * 8 / 1000) as f64 / interval.as_secs_f64();
                 let stats = Stats {
-                    source: None,
+                    source,
+                    // No layer selection yet: the base (and only) layer.
                     transmit: Some(stats::Transmit {
                         spatial: 0,
                         temporal: 0,
                         bitrate_kbps: kbps as u32,
                     }),
                 };
+                let name = slot.name.clone();
                 let receiver = |event| {
                     server_event::Event::Receiver(server_event::Receiver {
-                        name: slot.name.clone(),
+                        name: name.clone(),
                         event: Some(event),
                     })
                 };
-                out.push((*key, receiver(E::Stats(stats))));
+                out.push((key, receiver(E::Stats(stats))));
                 // RFC 6464 levels are -dBov: -127 is silence.
                 if let Some(level) = c.audio_level.filter(|l| *l > -127 && delta > 0) {
                     out.push((
-                        *key,
+                        key,
                         receiver(E::VoiceActivity(VoiceActivity {
                             audio_level: i32::from(level),
                         })),
