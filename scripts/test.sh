@@ -19,6 +19,16 @@ cargo test --workspace --locked
 step "TypeScript SDK (sdk/): build if changed, protocol unit tests"
 bash scripts/install-test-deps.sh   # also builds sdk/dist (npm ci + npm run build) when its sources changed
 (cd sdk && node --test test/)
+# The server embeds web/demo/mediamesh-sdk.js (the SDK bundle of the demo room page):
+# it must be what the current SDK sources build to, byte for byte.
+sdk_bundle="$(mktemp)"
+(cd sdk && npm run --silent bundle:web -- "$sdk_bundle")
+if ! cmp -s "$sdk_bundle" web/demo/mediamesh-sdk.js; then
+  rm -f "$sdk_bundle"
+  echo "web/demo/mediamesh-sdk.js is stale: run (cd sdk && npm run bundle:web)" >&2
+  exit 1
+fi
+rm -f "$sdk_bundle"
 
 step "end-to-end tests (Chromium, aiortc, GStreamer, SDKs)"
 cargo build -p mediamesh --locked

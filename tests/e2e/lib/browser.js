@@ -11,9 +11,13 @@ export const CHROMIUM_ARGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
-/** Launches Chromium (playwright gives it a fresh temporary user-data-dir). */
-export async function launchBrowser() {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 20000 });
+/**
+ * Launches Chromium (playwright gives it a fresh temporary user-data-dir).
+ * `executablePath`: another launcher (e.g. a wrapper that runs Chromium in a network
+ * namespace); `extraArgs` are added to CHROMIUM_ARGS.
+ */
+export async function launchBrowser({ executablePath = CHROMIUM, extraArgs = [] } = {}) {
+  return chromium.launch({ executablePath, headless: true, args: [...CHROMIUM_ARGS, ...extraArgs], timeout: 20000 });
 }
 
 /** A new context + page whose console output is kept for failure messages. */

@@ -25,23 +25,23 @@ export function trackChild(child) {
   return child;
 }
 
-export function freeTcpPort() {
+export function freeTcpPort(host = '127.0.0.1') {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.unref();
     s.on('error', fail);
-    s.listen(0, '127.0.0.1', () => {
+    s.listen(0, host, () => {
       const { port } = s.address();
       s.close(() => ok(port));
     });
   });
 }
 
-export function freeUdpPort() {
+export function freeUdpPort(host = '127.0.0.1') {
   return new Promise((ok, fail) => {
     const s = createSocket('udp4');
     s.on('error', fail);
-    s.bind(0, '127.0.0.1', () => {
+    s.bind(0, host, () => {
       const { port } = s.address();
       s.close(() => ok(port));
     });
@@ -64,16 +64,21 @@ class Tail {
 }
 
 export class MediaMesh {
-  /** `secret: null` starts the server with its built-in development secret (no --secret). */
-  constructor(name, { secret = 'e2e-secret-' + Math.random().toString(36).slice(2) } = {}) {
+  /**
+   * `secret: null` starts the server with its built-in development secret (no --secret).
+   * `host`: the IPv4 address both listeners bind to (HTTP and media; the media one is
+   * then the ICE candidate), loopback unless a test made another one (a veth).
+   */
+  constructor(name, { secret = 'e2e-secret-' + Math.random().toString(36).slice(2), host = '127.0.0.1' } = {}) {
     this.name = name;
     this.secret = secret;
+    this.host = host;
     this.tail = new Tail(120);
     this.proc = null;
     this.exited = null;
   }
 
-  get base() { return `http://127.0.0.1:${this.httpPort}`; }
+  get base() { return `http://${this.host}:${this.httpPort}`; }
 
   /** Spawns the server and waits (bounded) for GET /healthz == 200. */
   async start({ timeoutMs = 20000, extraArgs = [] } = {}) {
@@ -81,13 +86,13 @@ export class MediaMesh {
       throw new Error(`mediamesh binary not found at ${MEDIAMESH_BIN} ` +
         '(build it with `cargo build`, or set MEDIAMESH_BIN)');
     }
-    this.httpPort = await freeTcpPort();
-    this.mediaPort = await freeUdpPort();
+    this.httpPort = await freeTcpPort(this.host);
+    this.mediaPort = await freeUdpPort(this.host);
     mkdirSync(LOG_DIR, { recursive: true });
     this.logPath = join(LOG_DIR, `${this.name}.mediamesh.log`);
     const logFile = createWriteStream(this.logPath);
-    const args = ['--http-listen', `127.0.0.1:${this.httpPort}`,
-      '--media-listen', `127.0.0.1:${this.mediaPort}`,
+    const args = ['--http-listen', `${this.host}:${this.httpPort}`,
+      '--media-listen', `${this.host}:${this.mediaPort}`,
       ...(this.secret ? ['--secret', this.secret] : []), ...extraArgs];
     this.cmdline = `${MEDIAMESH_BIN} ${args.join(' ')}`;
     this.proc = spawn(MEDIAMESH_BIN, args, {

@@ -20,7 +20,8 @@ const ROOTS = [
   ['/', join(E2E_DIR, 'pages')],
 ];
 
-export async function startStaticServer() {
+/** Serves the pages on `host` (loopback unless a test needs another address). */
+export async function startStaticServer({ host = '127.0.0.1' } = {}) {
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     if (path === '/favicon.ico') { res.writeHead(204); res.end(); return; }
@@ -38,6 +39,6 @@ export async function startStaticServer() {
     res.writeHead(404, { 'Content-Type': 'text/plain' });
     res.end('not found\n');
   });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  return { server, base: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+  await new Promise((ok, fail) => { server.once('error', fail); server.listen(0, host, ok); });
+  return { server, base: `http://${host}:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
 }
