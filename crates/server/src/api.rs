@@ -89,10 +89,24 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(|| async { Redirect::temporary("/demo/") }))
         .route("/healthz", get(healthz))
         .route("/token/{kind}", post(create_token))
-        .route("/whip/endpoint", post(whip_create))
-        .route("/whip/conn/{id}", patch(whip_patch).delete(whip_delete))
-        .route("/whep/endpoint", post(whep_create))
-        .route("/whep/conn/{id}", patch(whep_patch).delete(whep_delete))
+        .route(
+            "/whip/endpoint",
+            post(|State(s), h, b| create(s, Role::Publish, h, b)),
+        )
+        .route(
+            "/whip/conn/{id}",
+            patch(|State(s), Path(id), h, b| patch_session(s, Role::Publish, id, h, b))
+                .delete(|State(s), Path(id), h| delete_session(s, Role::Publish, id, h)),
+        )
+        .route(
+            "/whep/endpoint",
+            post(|State(s), h, b| create(s, Role::Play, h, b)),
+        )
+        .route(
+            "/whep/conn/{id}",
+            patch(|State(s), Path(id), h, b| patch_session(s, Role::Play, id, h, b))
+                .delete(|State(s), Path(id), h| delete_session(s, Role::Play, id, h)),
+        )
         .route("/webrtc/connect", post(sdk_connect))
         .route("/webrtc/{id}/ice-candidate", post(sdk_ice))
         .route("/webrtc/{id}/restart-ice", post(sdk_restart_ice))
@@ -447,51 +461,6 @@ async fn delete_session(
     })
     .await??;
     Ok(StatusCode::OK.into_response())
-}
-
-async fn whip_create(
-    State(s): State<AppState>,
-    h: HeaderMap,
-    body: String,
-) -> Result<Response, ApiError> {
-    create(s, Role::Publish, h, body).await
-}
-async fn whep_create(
-    State(s): State<AppState>,
-    h: HeaderMap,
-    body: String,
-) -> Result<Response, ApiError> {
-    create(s, Role::Play, h, body).await
-}
-async fn whip_patch(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-    body: String,
-) -> Result<Response, ApiError> {
-    patch_session(s, Role::Publish, id, h, body).await
-}
-async fn whep_patch(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-    body: String,
-) -> Result<Response, ApiError> {
-    patch_session(s, Role::Play, id, h, body).await
-}
-async fn whip_delete(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-) -> Result<Response, ApiError> {
-    delete_session(s, Role::Publish, id, h).await
-}
-async fn whep_delete(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    h: HeaderMap,
-) -> Result<Response, ApiError> {
-    delete_session(s, Role::Play, id, h).await
 }
 
 /// SDK replies are bare protobuf, labelled as the client labels its requests.

@@ -132,6 +132,8 @@ struct Conn {
     sdk: Option<SdkState>,
     /// Ends at this time (SDK Disconnect: after its reply had time to go).
     close_at: Option<Instant>,
+    /// Queued in `Worker::dirty` for a poll.
+    dirty: bool,
 }
 
 pub struct Worker {
@@ -260,13 +262,13 @@ impl Worker {
             if conn.close_at.is_some_and(|t| t <= now) {
                 conn.close_at = None;
                 conn.session.close();
-                self.dirty.push(*key);
+                queue(&mut self.dirty, *key, conn);
             }
             if conn.session.next_timeout() <= now {
                 if let Err(e) = conn.session.handle_timeout(now) {
                     tracing::debug!(session = %conn.id, "timeout: {e}");
                 }
-                self.dirty.push(*key);
+                queue(&mut self.dirty, *key, conn);
             }
         }
         self.sfu.handle_timeout(now);
@@ -277,6 +279,14 @@ impl Worker {
         self.process(now);
     }
 
+    /// Queues a session for a poll, once however often it got work (a
+    /// subscriber gets one write per forwarded packet).
+    fn mark(&mut self, key: Key) {
+        if let Some(conn) = self.conns.get_mut(&key) {
+            queue(&mut self.dirty, key, conn);
+        }
+    }
+
     /// Drains one session: datagrams out, events queued for [`Self::process`].
     /// str0m keeps a single pending RTP packet, so a session must be polled
     /// after every datagram it is given.
@@ -284,6 +294,7 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
         };
+        conn.dirty = false;
         let socket = &self.socket;
         let stats = &mut self.stats;
         let demux = &mut self.demux;
@@ -383,7 +394,7 @@ impl Worker {
                 if let Some(key) = self.by_peer.get(&peer).copied() {
                     if let Some(conn) = self.conns.get_mut(&key) {
                         conn.session.send_media(receiver, &packet);
-                        self.dirty.push(key);
+                        self.mark(key);
                     }
                 }
             }
@@ -411,7 +422,7 @@ impl Worker {
                 if let Some(key) = self.by_peer.get(&peer).copied() {
                     if let Some(conn) = self.conns.get_mut(&key) {
                         conn.session.request_keyframe(track);
-                        self.dirty.push(key);
+                        self.mark(key);
                     }
                 }
             }
@@ -468,7 +479,7 @@ impl Worker {
                     if let Some(conn) = self.conns.get_mut(&key) {
                         conn.session.close();
                     }
-                    self.dirty.push(key);
+                    self.mark(key);
                 });
                 self.process(now);
                 let _ = reply.send(r);
@@ -572,10 +583,11 @@ impl Worker {
                 etag,
                 sdk,
                 close_at: None,
+                dirty: false,
             },
         );
         // The answer's m-lines are waiting as events: bind them now.
-        self.dirty.push(key);
+        self.mark(key);
         key
     }
 
@@ -613,7 +625,7 @@ impl Worker {
             .session
             .apply_sdpfrag(frag)
             .map_err(|e| WorkerError::BadRequest(e.to_string()))?;
-        self.dirty.push(key);
+        queue(&mut self.dirty, key, conn);
         match restarted {
             None => Ok(Patched::Trickled),
             Some(creds) => {
@@ -635,8 +647,15 @@ impl Worker {
             if let Some(conn) = self.conns.get_mut(&key) {
                 conn.session.close();
             }
-            self.dirty.push(key);
+            self.mark(key);
         }
         self.process(now);
+    }
+}
+
+fn queue(dirty: &mut Vec<Key>, key: Key, conn: &mut Conn) {
+    if !conn.dirty {
+        conn.dirty = true;
+        dirty.push(key);
     }
 }

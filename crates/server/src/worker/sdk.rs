@@ -262,7 +262,7 @@ impl Worker {
         conn.session
             .apply_sdpfrag(&frag)
             .map_err(|e| WorkerError::BadRequest(e.to_string()))?;
-        self.dirty.push(key);
+        self.mark(key);
         Ok(gateway::RemoteIceResponse { added })
     }
 
@@ -286,7 +286,7 @@ impl Worker {
         let ufrag = conn.session.local_ufrag().to_owned();
         tracing::info!(session = %conn.id, peer = %conn.peer_name, "ICE restart");
         self.demux.add_ufrag(&ufrag, key);
-        self.dirty.push(key);
+        self.mark(key);
         Ok(gateway::ConnectResponse {
             conn_id: id.to_owned(),
             sdp: answer,
@@ -463,7 +463,7 @@ impl Worker {
         for msg in std::mem::take(&mut sdk.outbox) {
             conn.session.send_channel(&msg);
         }
-        self.dirty.push(key);
+        self.mark(key);
     }
 
     /// Sends one server event on the connection's data channel (queued
@@ -481,7 +481,7 @@ impl Worker {
         if !conn.session.send_channel(&msg) {
             sdk.outbox.push(msg);
         }
-        self.dirty.push(key);
+        self.mark(key);
     }
 
     /// A room event from the core for an SDK peer.
@@ -780,7 +780,7 @@ impl Worker {
                     sdk.reconcile(u.tracks);
                     sdk.map_lines(&conn.session);
                 }
-                self.dirty.push(key);
+                self.mark(key);
                 session_ok(req_id, r::Action::Sdp(r::UpdateSdp { sdp: answer }))
             }
             Some(A::Disconnect(_)) => {
