@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod ids;
 pub mod keyframe;
+pub mod layers;
 pub mod packet;
 pub mod rewrite;
 mod sfu;

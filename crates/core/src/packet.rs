@@ -19,6 +19,9 @@ pub struct MediaPacket {
     pub keyframe: bool,
     /// Audio level in -dBov (RFC 6464), when the sender tagged it.
     pub audio_level: Option<i8>,
+    /// The AV1 Dependency Descriptor RTP header extension, raw, when present
+    /// (parsed by [`crate::layers`] for AV1 SVC; other codecs may carry it too).
+    pub dependency_descriptor: Option<Arc<[u8]>>,
     /// When the packet reached the server.
     pub arrival: Instant,
     pub payload: Arc<[u8]>,

@@ -683,6 +683,7 @@ mod tests {
             marker: false,
             keyframe,
             audio_level: None,
+            dependency_descriptor: None,
             arrival: at,
             payload: Arc::from(&[1u8, 2, 3][..]),
         }

@@ -639,6 +639,7 @@ impl Session {
                 marker: p.header.marker,
                 keyframe,
                 audio_level: p.header.ext_vals.audio_level,
+                dependency_descriptor: None,
                 arrival: p.timestamp,
                 payload: p.payload,
             },

@@ -1,0 +1,140 @@
+//! Video layer selection: which packets of a layered source (simulcast streams,
+//! temporal layers, SVC spatial layers) one subscriber gets, and how their
+//! codec headers are rewritten so the subscriber's decoder sees one clean,
+//! continuous stream.
+//!
+//! Each codec has a selector (one per subscription) that implements
+//! [`Selector`]. The SFU feeds it every packet of the source together with the
+//! simulcast stream the packet came on, after setting a target [`Layer`]; the
+//! selector answers [`Decision::Drop`] or [`Decision::Forward`]. It switches
+//! down at once and switches up only at a decodable point (a keyframe of the
+//! new spatial layer, or a temporal switching point), asking for a keyframe
+//! when it needs one. Sequence numbers and timestamps are not the selector's
+//! job: the SFU rewrites them with [`crate::rewrite::Rewriter`], which is told
+//! about every dropped packet so the output has no gaps the selector made.
+
+use crate::MediaPacket;
+
+/// A spatial and temporal layer index (0 = lowest). For simulcast the spatial
+/// index is the stream's index in quality order (rid `q`/`h`/`f` or `0`/`1`/`2`
+/// map to 0/1/2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Layer {
+    pub spatial: u8,
+    pub temporal: u8,
+}
+
+impl Layer {
+    pub const fn new(spatial: u8, temporal: u8) -> Self {
+        Self { spatial, temporal }
+    }
+}
+
+/// A replacement for the first bytes of a packet's payload: the output payload
+/// is `bytes()` followed by `original[replaced..]`. Codec descriptors are
+/// short, so the header lives inline without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadPatch {
+    /// How many bytes at the start of the original payload are replaced.
+    pub replaced: usize,
+    len: u8,
+    buf: [u8; PayloadPatch::MAX],
+}
+
+impl PayloadPatch {
+    /// The longest header a patch can carry.
+    pub const MAX: usize = 32;
+
+    /// A patch that replaces `replaced` bytes with `header`. `None` if the
+    /// header is longer than [`PayloadPatch::MAX`].
+    pub fn new(replaced: usize, header: &[u8]) -> Option<Self> {
+        if header.len() > Self::MAX {
+            return None;
+        }
+        let mut buf = [0u8; Self::MAX];
+        buf[..header.len()].copy_from_slice(header);
+        Some(Self {
+            replaced,
+            len: header.len() as u8,
+            buf,
+        })
+    }
+
+    /// The new header bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// Builds the output payload from the original one. Returns `None` when
+    /// the original is shorter than the replaced span.
+    pub fn apply(&self, original: &[u8]) -> Option<Vec<u8>> {
+        let rest = original.get(self.replaced..)?;
+        let mut out = Vec::with_capacity(usize::from(self.len) + rest.len());
+        out.extend_from_slice(self.bytes());
+        out.extend_from_slice(rest);
+        Some(out)
+    }
+}
+
+/// What to do with one packet of the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not for this subscriber (another stream or layer, or waiting for a
+    /// decodable point). The SFU tells the rewriter so no sequence gap shows.
+    Drop,
+    /// Send it, with this marker bit and, when the codec header changes, this
+    /// patch of the payload's first bytes.
+    Forward(Forward),
+}
+
+/// A forwarded packet's rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// The RTP marker bit for the output (for SVC the end of the highest
+    /// forwarded spatial layer of a picture, not the source's marker).
+    pub marker: bool,
+    /// The codec header rewrite (VP8/VP9 picture ids, TL0PICIDX), if any.
+    pub patch: Option<PayloadPatch>,
+    /// Whether the forwarded stream switched source here (a simulcast stream
+    /// change): the SFU starts a new sequence/timestamp mapping.
+    pub new_source: bool,
+    /// The layer this packet belongs to.
+    pub layer: Layer,
+}
+
+/// One subscriber's view of a layered video source.
+pub trait Selector {
+    /// The layer the subscriber should get from now on (the allocator's
+    /// choice within the receiver's limits). Switching down takes effect at
+    /// the next packet boundary that keeps the stream decodable; switching up
+    /// waits for a decodable point.
+    fn set_target(&mut self, target: Layer);
+
+    /// The target last set.
+    fn target(&self) -> Layer;
+
+    /// The layer being forwarded now, `None` before the first decodable point.
+    fn current(&self) -> Option<Layer>;
+
+    /// Decides one packet. `stream` is the simulcast stream index the packet
+    /// arrived on (0 for single-stream sources).
+    fn on_packet(&mut self, stream: u8, packet: &MediaPacket) -> Decision;
+
+    /// Whether the selector waits for a keyframe it has not seen (the SFU asks
+    /// the publisher, rate limited). Reading it does not clear it: it clears
+    /// when the keyframe arrives or the target no longer needs one.
+    fn wants_keyframe(&self) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_replaces_the_header_only() {
+        let p = PayloadPatch::new(3, &[9, 8]).unwrap();
+        assert_eq!(p.apply(&[1, 2, 3, 4, 5]).unwrap(), vec![9, 8, 4, 5]);
+        assert!(p.apply(&[1, 2]).is_none());
+        assert!(PayloadPatch::new(0, &[0; 33]).is_none());
+    }
+}
