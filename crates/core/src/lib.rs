@@ -17,6 +17,6 @@ pub use codec::{Codec, MediaKind};
 pub use ids::{PeerId, ReceiverId, RoomId, TrackId};
 pub use packet::MediaPacket;
 pub use sfu::{
-    Output, PeerInfo, ReceiverCounters, ReceiverSource, ReceiverState, RoomEvent, Sfu, SfuError,
-    Visibility,
+    MixerConfig, MixerMode, Output, PeerInfo, ReceiverCounters, ReceiverSource, ReceiverState,
+    RoomEvent, Sfu, SfuError, TrackRef, Visibility,
 };

@@ -13,9 +13,13 @@ use crate::{Codec, MediaKind, MediaPacket, PeerId, ReceiverId, RoomId, TrackId};
 const KEYFRAME_GAP_ANSWERED: Duration = Duration::from_millis(200);
 const KEYFRAME_GAP_UNANSWERED: Duration = Duration::from_millis(500);
 
+mod mixer;
 mod presence;
 
+pub use mixer::{MixerConfig, MixerMode, TrackRef};
 pub use presence::{RoomEvent, Visibility};
+
+use mixer::{LevelMeter, Mixer};
 
 /// What the core asks the transports to do.
 #[derive(Debug, Clone)]
@@ -37,6 +41,12 @@ pub enum Output {
         peer: PeerId,
         receiver: ReceiverId,
         state: ReceiverState,
+    },
+    /// A mixer slot of a peer now carries this track (or nothing).
+    MixerSlot {
+        peer: PeerId,
+        slot: usize,
+        source: Option<TrackRef>,
     },
 }
 
@@ -101,6 +111,8 @@ struct Track {
     keyframes: KeyframeRequests,
     /// A packet has arrived.
     live: bool,
+    /// Audio loudness from the packets' levels (for mixers).
+    level: LevelMeter,
 }
 
 #[derive(Debug)]
@@ -152,6 +164,7 @@ pub struct Sfu {
     peers: HashMap<PeerId, Peer>,
     tracks: HashMap<TrackId, Track>,
     receivers: HashMap<ReceiverId, Receiver>,
+    mixers: HashMap<PeerId, Mixer>,
     next_id: u64,
     outputs: VecDeque<Output>,
 }
@@ -213,6 +226,7 @@ impl Sfu {
             self.remove_receiver(r)?;
         }
         self.announce_peer_left(peer);
+        self.mixers.remove(&peer);
         if let Some(p) = self.peers.remove(&peer) {
             if let Some(room) = self.rooms.get_mut(&p.room) {
                 room.peers.retain(|x| *x != peer);
@@ -288,6 +302,7 @@ impl Sfu {
                 subscribers: Vec::new(),
                 keyframes: KeyframeRequests::new(KEYFRAME_GAP_ANSWERED, KEYFRAME_GAP_UNANSWERED),
                 live: false,
+                level: LevelMeter::default(),
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -571,6 +586,9 @@ impl Sfu {
         if packet.keyframe {
             t.keyframes.on_keyframe();
         }
+        if let Some(level) = packet.audio_level {
+            t.level.on_level(level, packet.arrival);
+        }
         if !t.live {
             t.live = true;
             self.outputs.push_back(Output::TrackLive {
@@ -645,14 +663,21 @@ impl Sfu {
 
     /// When [`Sfu::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.tracks
+        let keyframes = self
+            .tracks
             .values()
             .filter_map(|t| t.keyframes.timeout())
-            .min()
+            .min();
+        match (keyframes, self.mixer_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Time passed: repeat keyframe requests that were not answered.
+    /// Time passed: repeat keyframe requests that were not answered,
+    /// re-evaluate mixers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.mixer_tick(now);
         let mut due: Vec<(TrackId, PeerId)> = self
             .tracks
             .iter_mut()

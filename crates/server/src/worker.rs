@@ -15,6 +15,7 @@ use mediamesh_webrtc::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+mod mixer;
 mod sdk;
 
 pub use sdk::SdkState;
@@ -316,6 +317,10 @@ impl Worker {
     /// decides, and polls the sessions that got work, until nothing moves.
     fn process(&mut self, now: Instant) {
         loop {
+            // What the core decided outside session events (timeouts).
+            while let Some(out) = self.sfu.poll_output() {
+                self.on_core_output(out, now);
+            }
             while let Some(key) = self.dirty.pop() {
                 self.poll_session(key, now);
             }
@@ -326,7 +331,7 @@ impl Worker {
             for (key, event) in events.drain(..) {
                 self.on_session_event(key, event, now);
                 while let Some(out) = self.sfu.poll_output() {
-                    self.on_core_output(out);
+                    self.on_core_output(out, now);
                 }
             }
             // Keep the allocation.
@@ -384,7 +389,7 @@ impl Worker {
         }
     }
 
-    fn on_core_output(&mut self, out: Output) {
+    fn on_core_output(&mut self, out: Output, now: Instant) {
         match out {
             Output::Media {
                 peer,
@@ -417,6 +422,7 @@ impl Worker {
                     self.sdk_room_event(key, event);
                 }
             }
+            Output::MixerSlot { peer, slot, source } => self.mixer_slot(peer, slot, source, now),
             Output::RequestKeyframe { peer, track } => {
                 tracing::debug!(%peer, %track, "keyframe request to publisher");
                 if let Some(key) = self.by_peer.get(&peer).copied() {

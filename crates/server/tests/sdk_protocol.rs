@@ -319,9 +319,23 @@ fn bad_requests_get_error_responses_and_the_session_goes_on() {
         )),
     }));
     assert!(matches!(b, response::Body::Room(_)), "{b:?}");
-    // Unsupported features say so.
+    // A features request without a feature, and a mixer request without a mixer.
     let b = c.request(request::Group::Features(Default::default()));
-    assert_eq!(error_code(&b), Some(501), "{b:?}");
+    assert_eq!(error_code(&b), Some(400), "{b:?}");
+    let b = c.request(request::Group::Features(
+        mediamesh_protocol::features::Request {
+            feature: Some(mediamesh_protocol::features::request::Feature::Mixer(
+                mediamesh_protocol::features::mixer::Request {
+                    action: Some(
+                        mediamesh_protocol::features::mixer::request::Action::Attach(
+                            Default::default(),
+                        ),
+                    ),
+                },
+            )),
+        },
+    ));
+    assert_eq!(error_code(&b), Some(409), "{b:?}");
     // Sender detach of an unknown sender, then of ours.
     let b = c.request(request::Group::Sender(request::Sender {
         name: "ghost".into(),

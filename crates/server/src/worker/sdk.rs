@@ -17,12 +17,11 @@ use super::{Caller, Conn, Key, Worker, WorkerError};
 use crate::token::{self, TokenKind};
 
 /// Error codes the server puts in `Response.error.code`.
-mod code {
+pub(super) mod code {
     pub const BAD_REQUEST: u32 = 400;
     pub const FORBIDDEN: u32 = 403;
     pub const NOT_FOUND: u32 = 404;
     pub const NOT_JOINED: u32 = 409;
-    pub const NOT_SUPPORTED: u32 = 501;
 }
 
 /// The SDK side of one connection.
@@ -37,6 +36,8 @@ pub struct SdkState {
     outbox: Vec<Vec<u8>>,
     /// Message channels this peer subscribes to (labels).
     subscribed: Vec<String>,
+    /// Mixer output receivers by slot (`features.mixer.outputs`).
+    pub(super) mixer_outputs: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,20 +166,41 @@ impl SdkState {
         }
     }
 
+    pub(super) fn has_audio_receiver(&self, name: &str) -> bool {
+        self.receivers
+            .iter()
+            .any(|r| r.name == name && r.kind == MediaKind::Audio)
+    }
+
+    /// Points a receiver slot at a source (kept for when its core receiver
+    /// is created); returns the core receiver if it exists.
+    pub(super) fn set_receiver_want(
+        &mut self,
+        name: &str,
+        want: ReceiverSource,
+    ) -> Option<ReceiverId> {
+        let slot = self
+            .receivers
+            .iter_mut()
+            .find(|r| r.name == name && r.kind == MediaKind::Audio)?;
+        slot.want = want;
+        slot.receiver
+    }
+
     fn next_seq(&mut self) -> u32 {
         self.seq += 1;
         self.seq
     }
 }
 
-fn respond(req_id: u32, body: response::Body) -> server_event::Event {
+pub(super) fn respond(req_id: u32, body: response::Body) -> server_event::Event {
     server_event::Event::Response(proto::Response {
         req_id,
         body: Some(body),
     })
 }
 
-fn error(req_id: u32, code: u32, message: impl Into<String>) -> server_event::Event {
+pub(super) fn error(req_id: u32, code: u32, message: impl Into<String>) -> server_event::Event {
     respond(
         req_id,
         response::Body::Error(shared::Error {
@@ -331,6 +353,7 @@ impl Worker {
         for name in receivers {
             self.sdk_ensure_receiver(key, &name, now);
         }
+        self.mixer_join(key, peer, join.features.and_then(|f| f.mixer), now);
     }
 
     /// Leaves the room: the core peer goes (its tracks stop and receivers
@@ -468,7 +491,7 @@ impl Worker {
 
     /// Sends one server event on the connection's data channel (queued
     /// until the channel opens).
-    fn sdk_send(&mut self, key: Key, event: server_event::Event) {
+    pub(super) fn sdk_send(&mut self, key: Key, event: server_event::Event) {
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
         };
@@ -696,11 +719,7 @@ impl Worker {
             Some(request::Group::Receiver(r)) => self.sdk_receiver_request(key, req_id, r, now),
             Some(request::Group::MessageChannel(m)) => self.sdk_message_request(key, req_id, m),
             Some(request::Group::Room(r)) => self.sdk_room_request(key, req_id, r),
-            Some(request::Group::Features(_)) => error(
-                req_id,
-                code::NOT_SUPPORTED,
-                "the audio mixer is not supported yet",
-            ),
+            Some(request::Group::Features(f)) => self.mixer_request(key, req_id, f),
         };
         self.sdk_send(key, reply);
     }
@@ -756,6 +775,7 @@ impl Worker {
                     // Joining the room it is in: only the metadata can change.
                     Some(peer) => {
                         let _ = self.sfu.update_peer_metadata(peer, info.metadata);
+                        self.mixer_join(key, peer, info.features.and_then(|f| f.mixer), now);
                     }
                     None => {
                         self.sdk_leave(key, now);
@@ -1010,6 +1030,12 @@ impl Worker {
                 ok(r::Action::Pub(r::Publish {}))
             }
         }
+    }
+}
+
+impl Worker {
+    pub(super) fn sdk_mut(&mut self, key: Key) -> Option<&mut SdkState> {
+        self.conns.get_mut(&key).and_then(|c| c.sdk.as_mut())
     }
 }
 
