@@ -376,7 +376,15 @@ impl Worker {
                     Err(e) => tracing::warn!("receiver: {e}"),
                 }
             }
-            SessionEvent::Media { track, packet } => {
+            SessionEvent::Media {
+                track,
+                stream,
+                packet,
+            } => {
+                // Until layer selection: the lowest simulcast stream only.
+                if stream != 0 {
+                    return;
+                }
                 if let Err(e) = self.sfu.on_media(track, packet) {
                     tracing::debug!("media: {e}");
                 }
@@ -384,6 +392,9 @@ impl Worker {
             SessionEvent::KeyframeRequest { receiver } => {
                 tracing::debug!(session = %conn.id, %receiver, "keyframe request from player");
                 let _ = self.sfu.request_keyframe(receiver, now);
+            }
+            SessionEvent::EgressEstimate { bps } => {
+                tracing::trace!(session = %conn.id, bps, "egress estimate");
             }
             SessionEvent::Closed => self.remove(key, now),
         }
@@ -427,7 +438,7 @@ impl Worker {
                 tracing::debug!(%peer, %track, "keyframe request to publisher");
                 if let Some(key) = self.by_peer.get(&peer).copied() {
                     if let Some(conn) = self.conns.get_mut(&key) {
-                        conn.session.request_keyframe(track);
+                        conn.session.request_keyframe(track, None);
                         self.mark(key);
                     }
                 }

@@ -7,7 +7,8 @@ use mediamesh_core::{Codec, MediaKind, MediaPacket, ReceiverId, TrackId};
 use str0m::change::SdpOffer;
 use str0m::channel::ChannelConfig;
 use str0m::format::Codec as RtcCodec;
-use str0m::media::{KeyframeRequestKind, MediaKind as RtcKind, Mid, Pt};
+use str0m::bwe::{Bitrate, BweKind};
+use str0m::media::{KeyframeRequestKind, MediaKind as RtcKind, Mid, Pt, Rid, Rids};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcError};
@@ -73,8 +74,15 @@ pub enum SessionEvent {
         kind: MediaKind,
         codecs: Vec<Codec>,
     },
-    /// A packet of a bound track.
-    Media { track: TrackId, packet: MediaPacket },
+    /// A packet of a bound track. `stream` is its simulcast stream index
+    /// in quality order (0 without simulcast; see [`simulcast_order`]).
+    Media {
+        track: TrackId,
+        stream: u8,
+        packet: MediaPacket,
+    },
+    /// The send-side bandwidth estimate towards this peer changed (TWCC).
+    EgressEstimate { bps: u64 },
     /// The player's decoder asks for a keyframe.
     KeyframeRequest { receiver: ReceiverId },
     /// The control data channel is open (SDK sessions).
@@ -101,6 +109,8 @@ pub enum SessionError {
 struct Inbound {
     mid: Mid,
     track: Option<TrackId>,
+    /// Simulcast rids in quality order (empty without simulcast).
+    rids: Vec<Rid>,
     /// Latest reception statistics of the m-line (str0m, every second).
     stats: Option<IngressStats>,
 }
@@ -155,6 +165,31 @@ pub struct Session {
     /// Packets were written since the last poll: str0m only stamps and
     /// releases queued packets when time is advanced.
     wrote: bool,
+}
+
+/// Where the send-side bandwidth estimate starts.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
+
+/// Orders simulcast rids from the lowest quality to the highest. Known
+/// naming schemes are recognised (`q`/`h`/`f`, `l`/`m`/`h`, `low`/`mid`/`high`,
+/// numbers); otherwise the offer's order is kept (lowest first, as the
+/// WebRTC `sendEncodings` convention has it).
+pub fn simulcast_order(rids: &[Rid]) -> Vec<Rid> {
+    const SCHEMES: [&[&str]; 3] = [&["q", "h", "f"], &["l", "m", "h"], &["low", "mid", "high"]];
+    let names: Vec<String> = rids.iter().map(|r| r.to_string()).collect();
+    for scheme in SCHEMES {
+        if names.iter().all(|n| scheme.contains(&n.as_str())) {
+            let mut out = rids.to_vec();
+            out.sort_by_key(|r| scheme.iter().position(|x| *x == r.to_string()));
+            return out;
+        }
+    }
+    if names.iter().all(|n| n.parse::<u32>().is_ok()) {
+        let mut out = rids.to_vec();
+        out.sort_by_key(|r| r.to_string().parse::<u32>().unwrap_or(0));
+        return out;
+    }
+    rids.to_vec()
 }
 
 /// How long ICE may stay disconnected before the session ends.
@@ -233,6 +268,7 @@ impl Session {
             .enable_h264(true)
             .enable_av1(true)
             .set_stats_interval(Some(Duration::from_secs(1)))
+            .enable_bwe((role != Role::Publish).then_some(INITIAL_ESTIMATE))
             .set_dtls_cert(identity.0.clone())
             .build(now);
         let cand = Candidate::host(candidate, "udp")
@@ -509,6 +545,11 @@ impl Session {
                 _ => {}
             },
             Event::RtpPacket(p) => self.on_rtp(p),
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                self.events.push(SessionEvent::EgressEstimate {
+                    bps: estimate.as_u64(),
+                });
+            }
             Event::MediaIngressStats(st) => {
                 if let Some(i) = self.inbound.iter_mut().find(|i| i.mid == st.mid) {
                     let prev = i.stats.unwrap_or_default();
@@ -569,9 +610,14 @@ impl Session {
                 kind,
                 client_sends: true,
             });
+            let rids = match media.rids_rx() {
+                Rids::Specific(r) => simulcast_order(r),
+                _ => Vec::new(),
+            };
             self.inbound.push(Inbound {
                 mid,
                 track: None,
+                rids,
                 stats: None,
             });
             self.events.push(SessionEvent::WantsTrack { mid, kind });
@@ -618,20 +664,29 @@ impl Session {
         else {
             return;
         };
-        let mid = match p.header.ext_vals.mid {
-            Some(m) => Some(m),
+        let (mid, rid) = match p.header.ext_vals.mid {
+            Some(m) => (Some(m), p.header.ext_vals.rid),
             None => self
                 .rtc
                 .direct_api()
                 .stream_rx(&p.header.ssrc)
-                .map(|s| s.mid()),
+                .map_or((None, None), |s| (Some(s.mid()), s.rid())),
         };
-        let Some(track) = mid.and_then(|m| self.inbound.iter().find(|i| i.mid == m)?.track) else {
+        let Some(inbound) = mid.and_then(|m| self.inbound.iter().find(|i| i.mid == m)) else {
             return;
+        };
+        let Some(track) = inbound.track else { return };
+        let stream = match rid {
+            Some(r) => match inbound.rids.iter().position(|x| *x == r) {
+                Some(i) => i as u8,
+                None => return,
+            },
+            None => 0,
         };
         let keyframe = codec.is_keyframe_start(&p.payload);
         self.events.push(SessionEvent::Media {
             track,
+            stream,
             packet: MediaPacket {
                 codec,
                 seq: *p.seq_no,
@@ -687,19 +742,33 @@ impl Session {
         self.wrote = true;
     }
 
-    /// Asks the publisher for a keyframe on the track's m-line.
-    pub fn request_keyframe(&mut self, track: TrackId) {
-        let Some(mid) = self
-            .inbound
-            .iter()
-            .find(|i| i.track == Some(track))
-            .map(|i| i.mid)
-        else {
+    /// Asks the publisher for a keyframe on the track's m-line: of one
+    /// simulcast stream, or (`None`) of every stream.
+    pub fn request_keyframe(&mut self, track: TrackId, stream: Option<u8>) {
+        let Some(i) = self.inbound.iter().find(|i| i.track == Some(track)) else {
             return;
         };
-        if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
-            rx.request_keyframe(KeyframeRequestKind::Pli);
+        let mid = i.mid;
+        let rids: Vec<Option<Rid>> = if i.rids.is_empty() {
+            vec![None]
+        } else {
+            match stream {
+                Some(s) => i.rids.get(usize::from(s)).map(|r| vec![Some(*r)]).unwrap_or_default(),
+                None => i.rids.iter().map(|r| Some(*r)).collect(),
+            }
+        };
+        let mut api = self.rtc.direct_api();
+        for rid in rids {
+            if let Some(rx) = api.stream_rx_by_mid(mid, rid) {
+                rx.request_keyframe(KeyframeRequestKind::Pli);
+            }
         }
+    }
+
+    /// The bitrate the server would like to send this peer (all its
+    /// receivers at their best layers): the estimator probes up to it.
+    pub fn set_desired_bitrate(&mut self, bps: u64) {
+        self.rtc.bwe().set_desired_bitrate(Bitrate::bps(bps));
     }
 
     /// Applies a trickle ICE fragment. When it carries new ICE credentials
@@ -793,6 +862,20 @@ mod tests {
             one_line("SDP parse: Parse error at PointerOffset(0x7f00)\nUnexpected ``\n\nUnexpected `o`\n"),
             "SDP parse: Parse error; Unexpected ``; Unexpected `o`"
         );
+    }
+
+    #[test]
+    fn orders_simulcast_rids_low_to_high() {
+        let order = |names: &[&str]| -> Vec<String> {
+            let rids: Vec<Rid> = names.iter().map(|n| Rid::from(*n)).collect();
+            simulcast_order(&rids).iter().map(|r| r.to_string()).collect()
+        };
+        assert_eq!(order(&["f", "h", "q"]), ["q", "h", "f"]);
+        assert_eq!(order(&["h", "m", "l"]), ["l", "m", "h"]);
+        assert_eq!(order(&["2", "0", "1"]), ["0", "1", "2"]);
+        assert_eq!(order(&["high", "low"]), ["low", "high"]);
+        // Unknown names keep the offer's order.
+        assert_eq!(order(&["a", "b"]), ["a", "b"]);
     }
 
     #[test]

@@ -526,7 +526,8 @@ mod tests {
             peer: "a".into(),
             track: "mic".into(),
         };
-        sfu.mixer_attach(manual, std::slice::from_ref(&a_mic)).unwrap();
+        sfu.mixer_attach(manual, std::slice::from_ref(&a_mic))
+            .unwrap();
         sfu.mixer_detach(manual, &[b_mic]).unwrap();
         sfu.handle_timeout(t1 + MIXER_TICK);
         assert_eq!(sfu.mixer_slots(manual), vec![Some(a_mic.clone()), None]);
