@@ -5,6 +5,7 @@
 #   npm:  tests/e2e/node_modules from package-lock.json (npm ci), then
 #         tests/e2e/build/atm0s-sdk.js: the atm0s SDK bundled for the browser (esbuild)
 #         sdk/: npm ci + npm run build (our SDK; dist/mediamesh-sdk.js for the pages)
+#         tests/e2e/build/react-app.js: the React hooks test app with react-dom and sdk/dist
 #   pip:  tests/e2e/.venv with aiortc and aiohttp (tests/e2e/python/requirements.txt)
 set -euo pipefail
 
@@ -89,6 +90,9 @@ else
   (cd "$SDK" && npm run --silent build)
   echo "$sdk_sum" > "$sdk_stamp"
 fi
+# The React hooks test app (tests/e2e/react/app.jsx) with react-dom and sdk/dist: rebuilt
+# only when its inputs change (lib/bundle-react.js checks a hash; ~0.1 s either way).
+node "$E2E/lib/bundle-react.js"
 
 # ---------------------------------------------------------------- python venv
 req="$E2E/python/requirements.txt"

@@ -32,25 +32,32 @@ export function useSession(options: ConnectOptions | null): UseSession {
     let off: (() => void) | null = null;
     setError(null);
     setState('connecting');
-    connect(opts).then(
-      (s) => {
-        if (cancelled) {
-          void s.close();
-          return;
-        }
-        current = s;
-        off = s.on('connectionState', setState);
-        setState(s.state);
-        setSession(s);
-      },
-      (e: Error) => {
-        if (cancelled) return;
-        setError(e);
-        setState('failed');
-      },
-    );
+    // Connect from a task, not from the effect itself: React's StrictMode (development)
+    // mounts, unmounts and mounts again synchronously, and a connection opened by the
+    // first mount would join the room as the same peer as the second one (the others
+    // would see the peer twice, then leave). The cleanup cancels the timer first.
+    const timer = setTimeout(() => {
+      connect(opts).then(
+        (s) => {
+          if (cancelled) {
+            void s.close();
+            return;
+          }
+          current = s;
+          off = s.on('connectionState', setState);
+          setState(s.state);
+          setSession(s);
+        },
+        (e: Error) => {
+          if (cancelled) return;
+          setError(e);
+          setState('failed');
+        },
+      );
+    }, 0);
     return () => {
       cancelled = true;
+      clearTimeout(timer);
       off?.();
       if (current) void current.close();
       setSession(null);
@@ -102,10 +109,16 @@ export function useSubscription(session: Session | null, source: TrackSource | n
   useEffect(() => {
     if (!session) return;
     return () => {
-      const sub = subRef.current;
-      subRef.current = null;
       setStream(null);
-      pending.current = pending.current.then(() => sub?.unsubscribe()).catch(() => {});
+      // Read the ref when this job runs, not now: a subscribe still in flight (queued
+      // before) must end too, or its receiver would stay attached after unmount.
+      pending.current = pending.current
+        .then(() => {
+          const sub = subRef.current;
+          subRef.current = null;
+          return sub?.unsubscribe();
+        })
+        .catch(() => {});
     };
   }, [session, options.kind]);
 
@@ -142,7 +155,8 @@ export function useSubscription(session: Session | null, source: TrackSource | n
     pending.current = pending.current.then(() => subRef.current?.setLimits(optsRef.current)).catch(() => {});
   }, [limitsKey]);
 
-  return stream;
+  // Paused (null source): no stream, as documented; the same one again on resume.
+  return source ? stream : null;
 }
 
 /**
@@ -159,10 +173,16 @@ export function usePublication(session: Session | null, name: string, track: Med
   useEffect(() => {
     if (!session) return;
     return () => {
-      const p = pubRef.current;
-      pubRef.current = null;
       setPub(null);
-      pending.current = pending.current.then(() => p?.stop()).catch(() => {});
+      // Read the ref when this job runs, not now: a publish still in flight (queued
+      // before) must be stopped too, or it would stay published after unmount.
+      pending.current = pending.current
+        .then(() => {
+          const p = pubRef.current;
+          pubRef.current = null;
+          return p?.stop();
+        })
+        .catch(() => {});
     };
   }, [session, name]);
 

@@ -1,12 +1,20 @@
 // A second "host" on this machine: a network namespace joined to the root namespace
 // by a veth pair (root side X.1/24, namespace side X.2/24), for tests where a client's
 // network changes under it. Needs root (`ip netns`, `ip link`). Traffic stays on this
-// machine: the namespace has no default route, only the /24 of its veth.
+// machine: the namespace has no default route, only the /24 of its links.
 //
-// Names carry the test process's pid (namespace `mm-ice-<pid>`, root-side veth
-// `mmice<pid>`, namespace side `mmice<pid>n`): setup first removes those left by
-// earlier runs whose process is gone; destroy() (and a process 'exit' hook) removes
-// this run's.
+// addLink(X.3) gives the namespace a second link, as a phone has cellular next to its
+// Wi-Fi: another veth pair whose namespace side has X.3/24 (a separate interface, so
+// Chromium sees a separate network and gathers on it; a second address on the same
+// interface would not be gathered while the first one exists: WebRTC gathers on one
+// IPv4 address per network). What is sent from X.3 leaves by that link (a policy
+// rule), what the root namespace sends to X.3 goes by it (a /32 route). delAddress(X.2)
+// then kills the old path in both directions while the new one stays up.
+//
+// Names carry the test process's pid (namespace `mm-ice-<pid>`, root-side veths
+// `mmice<pid>` and `mmice<pid>b`, namespace sides `mmice<pid>n`, `mmice<pid>bn`):
+// setup first removes those left by earlier runs whose process is gone; destroy()
+// (and a process 'exit' hook) removes this run's.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,7 +51,7 @@ export function removeLeftovers() {
   for (const line of ip('-o', 'link', 'show').split('\n')) {
     const m = /^\d+:\s+([^:@\s]+)/.exec(line);
     const name = m?.[1];
-    const pid = name?.startsWith(IF_PREFIX) && /^(\d+)n?$/.exec(name.slice(IF_PREFIX.length));
+    const pid = name?.startsWith(IF_PREFIX) && /^(\d+)b?n?$/.exec(name.slice(IF_PREFIX.length));
     if (pid && !alive(Number(pid[1]))) { if (tryIp('link', 'del', name)) removed.push(`link ${name}`); }
   }
   return removed;
@@ -58,7 +66,7 @@ function pickSubnet() {
 
 /**
  * Creates the namespace and veth pair; returns
- *   { name, rootIf, nsIf, subnet, rootAddr, nsAddr, chromium, exec(...argv), setAddress(newHost), describe(), destroy() }
+ *   { name, rootIf, nsIf, subnet, rootAddr, nsAddr, chromium, ip(...args), addLink(host), delAddress(host), describe(), destroy() }
  * `chromium` is a launcher script (`exec ip netns exec NAME /usr/bin/chromium "$@"`)
  * for playwright's executablePath. On any setup error everything made so far is removed.
  */
@@ -74,26 +82,58 @@ export function createNetns() {
     name, rootIf, nsIf, subnet, rootAddr, nsAddr: `${subnet}.2`, removedLeftovers: removed, dir: null, chromium: null, destroyed: false,
     /** `ip -n NAME ARGS` */
     ip: (...args) => ip('-n', name, ...args),
-    /** Adds `host` to the namespace's veth, then deletes the current address (the old 5-tuples die). */
-    setAddress(host) {
-      const old = ns.nsAddr;
-      ip('-n', name, 'addr', 'add', `${host}/24`, 'dev', nsIf);
-      ip('-n', name, 'addr', 'del', `${old}/24`, 'dev', nsIf);
-      ns.nsAddr = host;
+    /** Second links made by addLink(): [{ rootIf, nsIf, host }]. */
+    links: [],
+    /**
+     * A second link into the namespace, up before the first one goes away (make before
+     * break): veth `mmice<pid>b` (root side, no address; route `host/32` by it) <->
+     * `mmice<pid>bn` (namespace side, `host`/24; rule `from host` -> table 100: the /24
+     * by this link). The first link keeps X.2 and its /24 route, which stays first in
+     * the main table (sockets bound to no address keep using X.2 while it exists, then
+     * this link's /24 route).
+     */
+    addLink(host) {
+      if (ns.links.length) throw new Error('addLink(): only one extra link is supported');
+      const link = { rootIf: `${rootIf}b`, nsIf: `${nsIf.slice(0, -1)}bn`, host };
+      ip('link', 'add', link.rootIf, 'type', 'veth', 'peer', 'name', link.nsIf);
+      ns.links.push(link);
+      ip('link', 'set', link.nsIf, 'netns', name);
+      // IPv4 only: an IPv6 link-local address would change again when its duplicate
+      // address detection ends (~1 s), and Chromium waits 2 s after the last change.
+      execFileSync('ip', ['netns', 'exec', name, 'sysctl', '-q', '-w', `net.ipv6.conf.${link.nsIf}.disable_ipv6=1`], { timeout: 10000, stdio: 'pipe' });
+      ip('-n', name, 'link', 'set', link.nsIf, 'up');
+      ip('link', 'set', link.rootIf, 'up');
+      ip('route', 'add', `${host}/32`, 'dev', link.rootIf, 'src', rootAddr);
+      ip('-n', name, 'addr', 'add', `${host}/24`, 'dev', link.nsIf);
+      ip('-n', name, 'route', 'add', `${subnet}.0/24`, 'dev', link.nsIf, 'src', host, 'table', '100');
+      ip('-n', name, 'rule', 'add', 'from', host, 'lookup', '100', 'pref', '100');
+      return link;
+    },
+    /** Deletes `host` from whichever namespace link has it (its 5-tuples die both ways). */
+    delAddress(host) {
+      const dev = host === `${subnet}.2` ? nsIf : ns.links.find((l) => l.host === host)?.nsIf;
+      if (!dev) throw new Error(`delAddress(${host}): not an address of ${name}`);
+      ip('-n', name, 'addr', 'del', `${host}/24`, 'dev', dev);
     },
     describe() {
       const safe = (f) => { try { return f().trim(); } catch (e) { return e.message; } };
-      return `\n--- netns ${name}: addr: ${safe(() => ip('-n', name, '-4', '-o', 'addr', 'show')).replace(/\n/g, ' | ')}` +
-        `\n--- netns ${name}: route: ${safe(() => ip('-n', name, '-4', 'route', 'show')).replace(/\n/g, ' | ')}` +
-        `\n--- root ${rootIf}: ${safe(() => ip('-4', '-o', 'addr', 'show', 'dev', rootIf))}; neigh: ${safe(() => ip('neigh', 'show', 'dev', rootIf)).replace(/\n/g, ' | ') || '(none)'}`;
+      const one = (s) => s.replace(/\\\s+/g, ' ').replace(/\n/g, ' | ');
+      return `\n--- netns ${name}: addr: ${one(safe(() => ip('-n', name, '-4', '-o', 'addr', 'show')))}` +
+        `\n--- netns ${name}: route: ${one(safe(() => ip('-n', name, '-4', 'route', 'show', 'table', 'all')))}` +
+        `\n--- netns ${name}: rule: ${one(safe(() => ip('-n', name, '-4', 'rule', 'show')))}` +
+        [rootIf, ...ns.links.map((l) => l.rootIf)].map((dev) => `\n--- root ${dev}: ${one(safe(() => ip('-4', '-o', 'addr', 'show', 'dev', dev))) || '(no address)'}; ` +
+          `route: ${one(safe(() => ip('-4', 'route', 'show', 'dev', dev))) || '(none)'}; neigh: ${one(safe(() => ip('neigh', 'show', 'dev', dev))) || '(none)'}`).join('');
     },
-    /** Removes the veth pair, the namespace and the launcher; idempotent, never throws. Returns what failed. */
+    /** Removes the veth pairs, the namespace and the launcher; idempotent, never throws. Returns what failed. */
     destroy() {
       if (ns.destroyed) return [];
       ns.destroyed = true;
       process.removeListener('exit', onExit);
       const errors = [];
-      if (ip('-o', 'link', 'show').includes(` ${rootIf}@`)) { try { ip('link', 'del', rootIf); } catch (e) { errors.push(e.message); } }
+      const links = ip('-o', 'link', 'show');
+      for (const dev of [rootIf, ...ns.links.map((l) => l.rootIf)]) {
+        if (links.includes(` ${dev}@`)) { try { ip('link', 'del', dev); } catch (e) { errors.push(e.message); } }
+      }
       if (ip('netns', 'list').split('\n').some((l) => l.split(/\s+/)[0] === name)) { try { ip('netns', 'del', name); } catch (e) { errors.push(e.message); } }
       if (ns.dir) rmSync(ns.dir, { recursive: true, force: true });
       return errors;
@@ -107,10 +147,6 @@ export function createNetns() {
     ip('link', 'set', nsIf, 'netns', name);
     ip('addr', 'add', `${rootAddr}/24`, 'dev', rootIf);
     ip('link', 'set', rootIf, 'up');
-    // Keep a second address of the subnet when the first is deleted (the default
-    // deletes all "secondary" addresses of a subnet with its primary one).
-    execFileSync('ip', ['netns', 'exec', name, 'sysctl', '-q', '-w', 'net.ipv4.conf.all.promote_secondaries=1', 'net.ipv4.conf.default.promote_secondaries=1'], { timeout: 10000, stdio: 'pipe' });
-    execFileSync('ip', ['netns', 'exec', name, 'sysctl', '-q', '-w', `net.ipv4.conf.${nsIf}.promote_secondaries=1`], { timeout: 10000, stdio: 'pipe' });
     ip('-n', name, 'addr', 'add', `${ns.nsAddr}/24`, 'dev', nsIf);
     ip('-n', name, 'link', 'set', nsIf, 'up');
     ip('-n', name, 'link', 'set', 'lo', 'up');
