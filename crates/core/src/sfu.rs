@@ -5,6 +5,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::keyframe::KeyframeRequests;
+use crate::layers::alloc::{Allocation, LayerLimits};
+use crate::layers::meter::{LayerMeter, LiveLayers};
+use crate::layers::Selector;
 use crate::rewrite::Rewriter;
 use crate::{Codec, MediaKind, MediaPacket, PeerId, ReceiverId, RoomId, TrackId};
 
@@ -13,8 +16,10 @@ use crate::{Codec, MediaKind, MediaPacket, PeerId, ReceiverId, RoomId, TrackId};
 const KEYFRAME_GAP_ANSWERED: Duration = Duration::from_millis(200);
 const KEYFRAME_GAP_UNANSWERED: Duration = Duration::from_millis(500);
 
+mod forward;
 mod mixer;
 mod presence;
+mod quality;
 
 pub use mixer::{MixerConfig, MixerMode, TrackRef};
 pub use presence::{RoomEvent, Visibility};
@@ -31,7 +36,16 @@ pub enum Output {
         packet: MediaPacket,
     },
     /// Ask the publisher of a track for a keyframe.
-    RequestKeyframe { peer: PeerId, track: TrackId },
+    /// Ask the publisher of a track for a keyframe: of one simulcast
+    /// stream, or of all (`None`).
+    RequestKeyframe {
+        peer: PeerId,
+        track: TrackId,
+        stream: Option<u8>,
+    },
+    /// The bitrate worth probing for towards a peer (its receivers at their
+    /// best allowed layers).
+    DesiredBitrate { peer: PeerId, bps: u64 },
     /// Tell a peer that watches its room what changed there.
     RoomEvent { to: PeerId, event: RoomEvent },
     /// The first packet of a published track arrived.
@@ -113,6 +127,10 @@ struct Track {
     live: bool,
     /// Audio loudness from the packets' levels (for mixers).
     level: LevelMeter,
+    /// Video bitrate per layer, measured from the packets.
+    meter: Option<LayerMeter>,
+    /// Video layers that arrive.
+    live_layers: LiveLayers,
 }
 
 #[derive(Debug)]
@@ -130,6 +148,13 @@ struct Receiver {
     /// Video waits for a keyframe after every source change and resume.
     waiting_keyframe: bool,
     rewriter: Option<Rewriter>,
+    /// Video layer selection (made at the first packet of each source).
+    selector: Option<Box<dyn Selector>>,
+    /// What the subscriber asked for (SDK receiver config).
+    priority: u32,
+    limits: LayerLimits,
+    /// The allocator's last choice.
+    allocation: Allocation,
     /// Last state told to the peer.
     state: ReceiverState,
     counters: ReceiverCounters,
@@ -165,6 +190,8 @@ pub struct Sfu {
     tracks: HashMap<TrackId, Track>,
     receivers: HashMap<ReceiverId, Receiver>,
     mixers: HashMap<PeerId, Mixer>,
+    /// Send-side bandwidth estimates per receiving peer.
+    estimates: HashMap<PeerId, quality::PeerBudget>,
     next_id: u64,
     outputs: VecDeque<Output>,
 }
@@ -227,6 +254,7 @@ impl Sfu {
         }
         self.announce_peer_left(peer);
         self.mixers.remove(&peer);
+        self.estimates.remove(&peer);
         if let Some(p) = self.peers.remove(&peer) {
             if let Some(room) = self.rooms.get_mut(&p.room) {
                 room.peers.retain(|x| *x != peer);
@@ -303,6 +331,8 @@ impl Sfu {
                 keyframes: KeyframeRequests::new(KEYFRAME_GAP_ANSWERED, KEYFRAME_GAP_UNANSWERED),
                 live: false,
                 level: LevelMeter::default(),
+                meter: None,
+                live_layers: LiveLayers::default(),
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -399,6 +429,10 @@ impl Sfu {
                 paused: false,
                 waiting_keyframe: false,
                 rewriter: None,
+                selector: None,
+                priority: 1,
+                limits: LayerLimits::default(),
+                allocation: Allocation::Unknown,
                 state: ReceiverState::Inactive,
                 counters: ReceiverCounters::default(),
             },
@@ -454,6 +488,7 @@ impl Sfu {
             self.set_state(receiver, ReceiverState::Inactive);
             return Ok(());
         }
+        r.selector = None;
         if let Some(rw) = r.rewriter.as_mut() {
             rw.switch_source();
         }
@@ -530,6 +565,7 @@ impl Sfu {
             return;
         };
         r.source = Some(track);
+        r.selector = None;
         if let Some(rw) = r.rewriter.as_mut() {
             rw.switch_source();
         }
@@ -573,72 +609,9 @@ impl Sfu {
             self.outputs.push_back(Output::RequestKeyframe {
                 peer: t.owner,
                 track,
+                stream: None,
             });
         }
-    }
-
-    /// A packet of a published track arrived.
-    pub fn on_media(&mut self, track: TrackId, packet: MediaPacket) -> Result<(), SfuError> {
-        let t = self
-            .tracks
-            .get_mut(&track)
-            .ok_or(SfuError::UnknownTrack(track))?;
-        if packet.keyframe {
-            t.keyframes.on_keyframe();
-        }
-        if let Some(level) = packet.audio_level {
-            t.level.on_level(level, packet.arrival);
-        }
-        if !t.live {
-            t.live = true;
-            self.outputs.push_back(Output::TrackLive {
-                peer: t.owner,
-                track,
-            });
-        }
-        for rid in &t.subscribers {
-            let Some(r) = self.receivers.get_mut(rid) else {
-                continue;
-            };
-            if r.paused || !r.codecs.contains(&packet.codec) {
-                continue;
-            }
-            if r.waiting_keyframe {
-                if !packet.keyframe {
-                    continue;
-                }
-                r.waiting_keyframe = false;
-            }
-            let rw = r
-                .rewriter
-                .get_or_insert_with(|| Rewriter::new(packet.codec.clock_rate()));
-            let Some((seq, timestamp)) = rw.rewrite(packet.seq, packet.timestamp, packet.arrival)
-            else {
-                continue;
-            };
-            if r.state != ReceiverState::Active {
-                r.state = ReceiverState::Active;
-                self.outputs.push_back(Output::ReceiverState {
-                    peer: r.owner,
-                    receiver: *rid,
-                    state: ReceiverState::Active,
-                });
-            }
-            r.counters.packets += 1;
-            r.counters.bytes += packet.payload.len() as u64;
-            if packet.audio_level.is_some() {
-                r.counters.audio_level = packet.audio_level;
-            }
-            let mut out = packet.clone();
-            out.seq = seq;
-            out.timestamp = timestamp;
-            self.outputs.push_back(Output::Media {
-                peer: r.owner,
-                receiver: *rid,
-                packet: out,
-            });
-        }
-        Ok(())
     }
 
     /// A receiving peer lost its picture (PLI/FIR from its decoder).
@@ -655,6 +628,7 @@ impl Sfu {
                 self.outputs.push_back(Output::RequestKeyframe {
                     peer: t.owner,
                     track,
+                    stream: None,
                 });
             }
         }
@@ -685,8 +659,11 @@ impl Sfu {
             .collect();
         due.sort();
         for (track, peer) in due {
-            self.outputs
-                .push_back(Output::RequestKeyframe { peer, track });
+            self.outputs.push_back(Output::RequestKeyframe {
+                peer,
+                track,
+                stream: None,
+            });
         }
     }
 
@@ -710,7 +687,12 @@ mod tests {
             audio_level: None,
             dependency_descriptor: None,
             arrival: at,
-            payload: Arc::from(&[1u8, 2, 3][..]),
+            // VP8: a payload descriptor starting a frame (S=1), then the
+            // frame header's inverse key bit.
+            payload: match codec {
+                Codec::Vp8 => Arc::from(&[0x10, u8::from(!keyframe), 0x9d][..]),
+                _ => Arc::from(&[1u8, 2, 3][..]),
+            },
         }
     }
 
@@ -735,8 +717,10 @@ mod tests {
                 .count()
         };
         assert_eq!(live(&mut sfu), 0);
-        sfu.on_media(t, pkt(Codec::Opus, 1, 0, true, t0)).unwrap();
-        sfu.on_media(t, pkt(Codec::Opus, 2, 960, true, t0)).unwrap();
+        sfu.on_media(t, 0, pkt(Codec::Opus, 1, 0, true, t0))
+            .unwrap();
+        sfu.on_media(t, 0, pkt(Codec::Opus, 2, 960, true, t0))
+            .unwrap();
         assert_eq!(live(&mut sfu), 1);
     }
 
@@ -773,10 +757,12 @@ mod tests {
             .publish_track(p, MediaKind::Video, "video", None, t0)
             .unwrap();
         assert_eq!(states(&mut sfu), vec![ReceiverState::Waiting]);
-        sfu.on_media(t, pkt(Codec::Vp8, 1, 0, false, t0)).unwrap();
+        sfu.on_media(t, 0, pkt(Codec::Vp8, 1, 0, false, t0))
+            .unwrap();
         assert!(states(&mut sfu).is_empty(), "still waiting for a keyframe");
-        sfu.on_media(t, pkt(Codec::Vp8, 2, 0, true, t0)).unwrap();
-        sfu.on_media(t, pkt(Codec::Vp8, 3, 0, false, t0)).unwrap();
+        sfu.on_media(t, 0, pkt(Codec::Vp8, 2, 0, true, t0)).unwrap();
+        sfu.on_media(t, 0, pkt(Codec::Vp8, 3, 0, false, t0))
+            .unwrap();
         assert_eq!(states(&mut sfu), vec![ReceiverState::Active]);
         let c = sfu.receiver_counters(rv).unwrap();
         assert_eq!((c.packets, c.bytes), (2, 6));
@@ -826,16 +812,16 @@ mod tests {
         let out = drain(&mut sfu);
         assert!(matches!(
             out.as_slice(),
-            [Output::RequestKeyframe { peer, track: t }] if *peer == publisher && *t == track
+            [Output::RequestKeyframe { peer, track: t, .. }] if *peer == publisher && *t == track
         ));
 
         // Delta frames are held back until a keyframe arrives.
-        sfu.on_media(track, pkt(Codec::Vp8, 100, 0, false, t0))
+        sfu.on_media(track, 0, pkt(Codec::Vp8, 100, 0, false, t0))
             .unwrap();
         assert!(drain(&mut sfu).is_empty());
-        sfu.on_media(track, pkt(Codec::Vp8, 101, 3000, true, t0))
+        sfu.on_media(track, 0, pkt(Codec::Vp8, 101, 3000, true, t0))
             .unwrap();
-        sfu.on_media(track, pkt(Codec::Vp8, 102, 3000, false, t0))
+        sfu.on_media(track, 0, pkt(Codec::Vp8, 102, 3000, false, t0))
             .unwrap();
         assert_eq!(media_seqs(&drain(&mut sfu), rv), vec![1, 2]);
     }
@@ -870,7 +856,7 @@ mod tests {
         assert_eq!(sfu.poll_timeout(), Some(t0 + ms(500)));
         sfu.handle_timeout(t0 + ms(500));
         assert_eq!(reqs(&drain(&mut sfu)), 1);
-        sfu.on_media(track, pkt(Codec::Vp8, 1, 0, true, t0 + ms(600)))
+        sfu.on_media(track, 0, pkt(Codec::Vp8, 1, 0, true, t0 + ms(600)))
             .unwrap();
         assert_eq!(sfu.poll_timeout(), None);
         assert_eq!(drain(&mut sfu).len(), 3);
@@ -897,7 +883,7 @@ mod tests {
             )
             .unwrap();
         for i in 0..3 {
-            sfu.on_media(a1, pkt(Codec::Opus, 50 + i, 960 * i as u32, true, t0))
+            sfu.on_media(a1, 0, pkt(Codec::Opus, 50 + i, 960 * i as u32, true, t0))
                 .unwrap();
         }
         assert_eq!(media_seqs(&drain(&mut sfu), ra), vec![1, 2, 3]);
@@ -909,7 +895,7 @@ mod tests {
             .publish_track(p2, MediaKind::Audio, "audio", None, t0 + ms(1000))
             .unwrap();
         assert_eq!(sfu.receiver_source(ra), Some(a2));
-        sfu.on_media(a2, pkt(Codec::Opus, 9000, 7, true, t0 + ms(1000)))
+        sfu.on_media(a2, 0, pkt(Codec::Opus, 9000, 7, true, t0 + ms(1000)))
             .unwrap();
         let out = drain(&mut sfu);
         assert_eq!(media_seqs(&out, ra), vec![4]);
@@ -951,7 +937,7 @@ mod tests {
             .unwrap();
         assert_eq!(sfu.receiver_source(rv2), Some(t));
         drain(&mut sfu);
-        sfu.on_media(t, pkt(Codec::Vp8, 1, 0, true, t0)).unwrap();
+        sfu.on_media(t, 0, pkt(Codec::Vp8, 1, 0, true, t0)).unwrap();
         assert!(drain(&mut sfu).is_empty());
     }
 
@@ -1024,8 +1010,8 @@ mod tests {
             .unwrap();
         assert_eq!(sfu.receiver_source(rv), Some(cam));
         drain(&mut sfu);
-        sfu.on_media(cam, video_pkt(10, true, t0)).unwrap();
-        sfu.on_media(cam, video_pkt(11, false, t0)).unwrap();
+        sfu.on_media(cam, 0, video_pkt(10, true, t0)).unwrap();
+        sfu.on_media(cam, 0, video_pkt(11, false, t0)).unwrap();
         assert_eq!(media_seqs(&drain(&mut sfu), rv), vec![1, 2]);
 
         // Switch to bob's camera: nothing from alice any more, keyframe asked of bob.
@@ -1038,37 +1024,37 @@ mod tests {
         assert!(out
             .iter()
             .any(|o| matches!(o, Output::RequestKeyframe { track, .. } if *track == bob_cam)));
-        sfu.on_media(cam, video_pkt(12, false, t0 + ms(110)))
+        sfu.on_media(cam, 0, video_pkt(12, false, t0 + ms(110)))
             .unwrap();
-        sfu.on_media(bob_cam, video_pkt(500, false, t0 + ms(110)))
+        sfu.on_media(bob_cam, 0, video_pkt(500, false, t0 + ms(110)))
             .unwrap();
         assert!(
             drain(&mut sfu).is_empty(),
             "waits for bob's keyframe, drops alice"
         );
-        sfu.on_media(bob_cam, video_pkt(501, true, t0 + ms(120)))
+        sfu.on_media(bob_cam, 0, video_pkt(501, true, t0 + ms(120)))
             .unwrap();
         assert_eq!(media_seqs(&drain(&mut sfu), rv), vec![3]);
 
         // Pause: nothing; resume: keyframe first, numbering continues.
         sfu.set_receiver_paused(rv, true, t0 + ms(200)).unwrap();
-        sfu.on_media(bob_cam, video_pkt(502, true, t0 + ms(210)))
+        sfu.on_media(bob_cam, 0, video_pkt(502, true, t0 + ms(210)))
             .unwrap();
         assert!(drain(&mut sfu).is_empty());
         sfu.set_receiver_paused(rv, false, t0 + ms(300)).unwrap();
         assert!(drain(&mut sfu)
             .iter()
             .any(|o| matches!(o, Output::RequestKeyframe { track, .. } if *track == bob_cam)));
-        sfu.on_media(bob_cam, video_pkt(600, false, t0 + ms(310)))
+        sfu.on_media(bob_cam, 0, video_pkt(600, false, t0 + ms(310)))
             .unwrap();
-        sfu.on_media(bob_cam, video_pkt(601, true, t0 + ms(320)))
+        sfu.on_media(bob_cam, 0, video_pkt(601, true, t0 + ms(320)))
             .unwrap();
         assert_eq!(media_seqs(&drain(&mut sfu), rv), vec![4]);
 
         // Bob's camera stops: the receiver waits (no fallback to other tracks).
         sfu.unpublish_track(bob_cam, t0 + ms(400)).unwrap();
         assert_eq!(sfu.receiver_source(rv), None);
-        sfu.on_media(screen, video_pkt(1, true, t0 + ms(410)))
+        sfu.on_media(screen, 0, video_pkt(1, true, t0 + ms(410)))
             .unwrap();
         assert!(drain(&mut sfu).is_empty());
         // ... and takes it back when bob publishes it again.
@@ -1081,7 +1067,7 @@ mod tests {
         sfu.set_receiver_source(rv, ReceiverSource::Detached, t0 + ms(600))
             .unwrap();
         assert_eq!(sfu.receiver_source(rv), None);
-        sfu.on_media(bob_cam2, video_pkt(1, true, t0 + ms(610)))
+        sfu.on_media(bob_cam2, 0, video_pkt(1, true, t0 + ms(610)))
             .unwrap();
         assert!(drain(&mut sfu).is_empty());
         // Unknown receivers are an error, not a panic.

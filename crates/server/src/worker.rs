@@ -381,11 +381,7 @@ impl Worker {
                 stream,
                 packet,
             } => {
-                // Until layer selection: the lowest simulcast stream only.
-                if stream != 0 {
-                    return;
-                }
-                if let Err(e) = self.sfu.on_media(track, packet) {
+                if let Err(e) = self.sfu.on_media(track, stream, packet) {
                     tracing::debug!("media: {e}");
                 }
             }
@@ -395,6 +391,9 @@ impl Worker {
             }
             SessionEvent::EgressEstimate { bps } => {
                 tracing::trace!(session = %conn.id, bps, "egress estimate");
+                if let Some(peer) = conn.peer {
+                    self.sfu.set_estimate(peer, bps, now);
+                }
             }
             SessionEvent::Closed => self.remove(key, now),
         }
@@ -434,11 +433,23 @@ impl Worker {
                 }
             }
             Output::MixerSlot { peer, slot, source } => self.mixer_slot(peer, slot, source, now),
-            Output::RequestKeyframe { peer, track } => {
-                tracing::debug!(%peer, %track, "keyframe request to publisher");
+            Output::DesiredBitrate { peer, bps } => {
                 if let Some(key) = self.by_peer.get(&peer).copied() {
                     if let Some(conn) = self.conns.get_mut(&key) {
-                        conn.session.request_keyframe(track, None);
+                        conn.session.set_desired_bitrate(bps);
+                        self.mark(key);
+                    }
+                }
+            }
+            Output::RequestKeyframe {
+                peer,
+                track,
+                stream,
+            } => {
+                tracing::debug!(%peer, %track, ?stream, "keyframe request to publisher");
+                if let Some(key) = self.by_peer.get(&peer).copied() {
+                    if let Some(conn) = self.conns.get_mut(&key) {
+                        conn.session.request_keyframe(track, stream);
                         self.mark(key);
                     }
                 }

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mediamesh_core::{Codec, MediaKind, MediaPacket, ReceiverId, TrackId};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::SdpOffer;
 use str0m::channel::ChannelConfig;
 use str0m::format::Codec as RtcCodec;
-use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{KeyframeRequestKind, MediaKind as RtcKind, Mid, Pt, Rid, Rids};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite};
@@ -753,7 +753,11 @@ impl Session {
             vec![None]
         } else {
             match stream {
-                Some(s) => i.rids.get(usize::from(s)).map(|r| vec![Some(*r)]).unwrap_or_default(),
+                Some(s) => i
+                    .rids
+                    .get(usize::from(s))
+                    .map(|r| vec![Some(*r)])
+                    .unwrap_or_default(),
                 None => i.rids.iter().map(|r| Some(*r)).collect(),
             }
         };
@@ -868,7 +872,10 @@ mod tests {
     fn orders_simulcast_rids_low_to_high() {
         let order = |names: &[&str]| -> Vec<String> {
             let rids: Vec<Rid> = names.iter().map(|n| Rid::from(*n)).collect();
-            simulcast_order(&rids).iter().map(|r| r.to_string()).collect()
+            simulcast_order(&rids)
+                .iter()
+                .map(|r| r.to_string())
+                .collect()
         };
         assert_eq!(order(&["f", "h", "q"]), ["q", "h", "f"]);
         assert_eq!(order(&["h", "m", "l"]), ["l", "m", "h"]);

@@ -11,9 +11,21 @@
 //! new spatial layer, or a temporal switching point), asking for a keyframe
 //! when it needs one. Sequence numbers and timestamps are not the selector's
 //! job: the SFU rewrites them with [`crate::rewrite::Rewriter`], which is told
-//! about every dropped packet so the output has no gaps the selector made.
+//! about every dropped packet of the forwarded stream
+//! ([`Selector::forwarded_stream`]) so the output has no gaps the selector
+//! made.
 
-use crate::MediaPacket;
+use crate::{Codec, MediaPacket};
+
+pub mod simulcast;
+pub mod vp8;
+
+pub mod alloc;
+pub mod meter;
+
+pub mod av1_dd;
+pub mod dd;
+pub mod vp9;
 
 /// A spatial and temporal layer index (0 = lowest). For simulcast the spatial
 /// index is the stream's index in quality order (rid `q`/`h`/`f` or `0`/`1`/`2`
@@ -102,8 +114,47 @@ pub struct Forward {
     pub layer: Layer,
 }
 
+/// A new selector for a source, chosen by the first packet seen of it:
+/// VP8 (simulcast and temporal layers), VP9 (SVC), AV1 with a Dependency
+/// Descriptor (SVC), and whole-stream simulcast for H264 and AV1 without one.
+pub fn new_selector(packet: &MediaPacket) -> Box<dyn Selector> {
+    let best = Layer::new(u8::MAX, u8::MAX);
+    match packet.codec {
+        Codec::Vp8 => Box::new(vp8::Vp8Selector::new()),
+        Codec::Vp9 => Box::new(vp9::Vp9Selector::new(best)),
+        Codec::Av1 if packet.dependency_descriptor.is_some() => Box::new(dd::DdSelector::new(best)),
+        _ => Box::new(simulcast::SimulcastSelector::new()),
+    }
+}
+
+/// Whether a codec's spatial layers build on each other (SVC) rather than
+/// being independent simulcast streams, for bitrate measurement.
+pub fn is_svc(codec: Codec) -> bool {
+    matches!(codec, Codec::Vp9)
+}
+
+/// The layer a packet belongs to, read from its payload where the codec
+/// says (VP8 TID, VP9 SID/TID); otherwise its simulcast stream, temporal 0.
+/// (AV1 layers live in the Dependency Descriptor, which needs the stream's
+/// template structure: measured per stream.)
+pub fn packet_layer(stream: u8, packet: &MediaPacket) -> Layer {
+    match packet.codec {
+        Codec::Vp8 => {
+            let tid = vp8::Vp8Descriptor::parse(&packet.payload)
+                .and_then(|(d, _)| d.tid)
+                .unwrap_or(0);
+            Layer::new(stream, tid)
+        }
+        Codec::Vp9 => match vp9::Vp9Descriptor::parse(&packet.payload) {
+            Ok(d) => Layer::new(d.spatial(), d.temporal()),
+            Err(_) => Layer::new(0, 0),
+        },
+        _ => Layer::new(stream, 0),
+    }
+}
+
 /// One subscriber's view of a layered video source.
-pub trait Selector {
+pub trait Selector: std::fmt::Debug + Send {
     /// The layer the subscriber should get from now on (the allocator's
     /// choice within the receiver's limits). Switching down takes effect at
     /// the next packet boundary that keeps the stream decodable; switching up
@@ -124,6 +175,16 @@ pub trait Selector {
     /// the publisher, rate limited). Reading it does not clear it: it clears
     /// when the keyframe arrives or the target no longer needs one.
     fn wants_keyframe(&self) -> bool;
+
+    /// The simulcast stream whose packets are being forwarded (`None` before
+    /// the first one). After [`Selector::on_packet`] returned
+    /// [`Decision::Drop`] for a packet of this stream, the SFU reports it with
+    /// [`crate::rewrite::Rewriter::drop_packet`]; packets of other streams are
+    /// in other sequence number spaces and must not be reported. The default
+    /// suits single-stream sources (SVC: every packet is on stream 0).
+    fn forwarded_stream(&self) -> Option<u8> {
+        self.current().map(|_| 0)
+    }
 }
 
 #[cfg(test)]

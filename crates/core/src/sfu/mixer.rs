@@ -507,9 +507,9 @@ mod tests {
         // The listener's own voice, the loudest, never fills its slot; b is louder than a.
         for i in 0..5u64 {
             let at = t0 + ms(20 * i);
-            sfu.on_media(own, audio(-5, i, at)).unwrap();
-            sfu.on_media(ta, audio(-40, i, at)).unwrap();
-            sfu.on_media(tb, audio(-20, i, at)).unwrap();
+            sfu.on_media(own, 0, audio(-5, i, at)).unwrap();
+            sfu.on_media(ta, 0, audio(-40, i, at)).unwrap();
+            sfu.on_media(tb, 0, audio(-20, i, at)).unwrap();
         }
         let _ = video;
         let t1 = t0 + ms(100);

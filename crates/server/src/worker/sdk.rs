@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use mediamesh_core::layers::{alloc::LayerLimits, Layer};
 use mediamesh_core::{
     Codec, MediaKind, ReceiverId, ReceiverSource, ReceiverState, RoomEvent, RoomId, TrackId,
     Visibility,
@@ -67,6 +68,8 @@ struct ReceiverSlot {
     receiver: Option<ReceiverId>,
     /// Bytes sent at the last stats report.
     reported_bytes: u64,
+    /// Priority and layer limits (from the connect request, attach or config).
+    config: Option<shared::receiver::Config>,
 }
 
 fn kind_of(k: i32) -> MediaKind {
@@ -127,8 +130,10 @@ impl SdkState {
             if self.receivers.iter().any(|x| x.name == r.name) {
                 continue;
             }
+            let config = r.state.as_ref().and_then(|st| st.config);
             let want = source_of(r.state.and_then(|st| st.source));
             self.receivers.push(ReceiverSlot {
+                config,
                 name: r.name,
                 kind: kind_of(r.kind),
                 mid: None,
@@ -441,6 +446,9 @@ impl Worker {
             Ok(r) => {
                 slot.receiver = Some(r);
                 conn.session.bind_receiver(mid, r);
+                if let Some(c) = slot.config {
+                    self.apply_receiver_config(r, c, now);
+                }
             }
             Err(e) => tracing::warn!("sdk receiver: {e}"),
         }
@@ -666,12 +674,12 @@ impl Worker {
                 let delta = c.bytes.saturating_sub(slot.reported_bytes);
                 slot.reported_bytes = c.bytes;
                 let kbps = (delta * 8 / 1000) as f64 / interval.as_secs_f64();
+                let layer = self.sfu.receiver_layer(rid).unwrap_or_default();
                 let stats = Stats {
                     source,
-                    // No layer selection yet: the base (and only) layer.
                     transmit: Some(stats::Transmit {
-                        spatial: 0,
-                        temporal: 0,
+                        spatial: u32::from(layer.spatial),
+                        temporal: u32::from(layer.temporal),
                         bitrate_kbps: kbps as u32,
                     }),
                 };
@@ -937,11 +945,19 @@ impl Worker {
                 let Some(src) = a.source else {
                     return error(req_id, code::BAD_REQUEST, "attach without a source");
                 };
+                if a.config.is_some() {
+                    slot.config = a.config;
+                }
                 (source_of(Some(src)), r::Action::Attach(r::Attach {}))
             }
             Some(A::Detach(_)) => (ReceiverSource::Detached, r::Action::Detach(r::Detach {})),
-            // Layer limits and priority matter once layer selection exists.
-            Some(A::Config(_)) => return ok(r::Action::Config(r::Config {})),
+            Some(A::Config(c)) => {
+                slot.config = Some(c);
+                if let Some(rid) = slot.receiver {
+                    self.apply_receiver_config(rid, c, now);
+                }
+                return ok(r::Action::Config(r::Config {}));
+            }
         };
         slot.want = want.clone();
         let receiver = slot.receiver;
@@ -1034,6 +1050,26 @@ impl Worker {
 }
 
 impl Worker {
+    /// Gives the core a receiver's priority and layer limits.
+    fn apply_receiver_config(
+        &mut self,
+        receiver: ReceiverId,
+        c: shared::receiver::Config,
+        now: Instant,
+    ) {
+        let layer = |s: u32, t: u32| Layer::new(s.min(255) as u8, t.min(255) as u8);
+        let limits = LayerLimits {
+            min: layer(c.min_spatial.unwrap_or(0), c.min_temporal.unwrap_or(0)),
+            max: layer(c.max_spatial, c.max_temporal),
+        };
+        if let Err(e) = self
+            .sfu
+            .set_receiver_config(receiver, c.priority, limits, now)
+        {
+            tracing::debug!("receiver config: {e}");
+        }
+    }
+
     pub(super) fn sdk_mut(&mut self, key: Key) -> Option<&mut SdkState> {
         self.conns.get_mut(&key).and_then(|c| c.sdk.as_mut())
     }

@@ -1,0 +1,250 @@
+//! Bitrate allocation: one subscriber's bandwidth estimate split across its
+//! video subscriptions by priority, within each one's layer limits.
+//!
+//! Pure function of its inputs. The SFU calls it when the estimate, a
+//! receiver's limits or the sources' measured layer bitrates change, and
+//! gives each selector the layer chosen here.
+//!
+//! The rule, in order:
+//! 1. Audio is served first: its bitrate is taken off the estimate.
+//! 2. Every subscription gets its minimum layer, highest priority first,
+//!    even past the budget: video is never paused by the allocator (the
+//!    estimate of a link that carries little is low until probing raises it;
+//!    pausing on it would freeze a picture that the link can carry).
+//!    Pausing the lowest priorities under real congestion is future work.
+//! 3. Then, highest priority first, each subscription is raised to the best
+//!    layer within its maximum that the remaining budget pays for. A higher
+//!    priority (e.g. screen share over camera) is therefore filled to its
+//!    best before a lower one gets more than its minimum.
+
+use super::Layer;
+
+/// A source's measured bitrate per layer, in bit/s: `rates[s][t]` is what a
+/// subscriber receives at spatial `s`, temporal `t` (cumulative over the
+/// temporal layers below `t`; for SVC also over the spatial layers below).
+/// Empty when nothing was measured yet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerRates {
+    pub rates: Vec<Vec<u64>>,
+}
+
+impl LayerRates {
+    /// The bitrate of a layer, if it was measured (a layer that was never
+    /// seen does not exist for the allocator).
+    pub fn rate(&self, l: Layer) -> Option<u64> {
+        let r = *self
+            .rates
+            .get(usize::from(l.spatial))?
+            .get(usize::from(l.temporal))?;
+        (r > 0).then_some(r)
+    }
+
+    /// Layers that exist, lowest first (spatial, then temporal).
+    fn layers(&self) -> impl Iterator<Item = (Layer, u64)> + '_ {
+        self.rates.iter().enumerate().flat_map(|(s, ts)| {
+            ts.iter()
+                .enumerate()
+                .filter(|(_, r)| **r > 0)
+                .map(move |(t, r)| (Layer::new(s as u8, t as u8), *r))
+        })
+    }
+}
+
+/// Limits a subscriber put on one subscription (SDK receiver config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerLimits {
+    pub min: Layer,
+    pub max: Layer,
+}
+
+impl Default for LayerLimits {
+    fn default() -> Self {
+        Self {
+            min: Layer::new(0, 0),
+            max: Layer::new(u8::MAX, u8::MAX),
+        }
+    }
+}
+
+impl LayerLimits {
+    fn allows(&self, l: Layer) -> bool {
+        l.spatial <= self.max.spatial && l.temporal <= self.max.temporal
+    }
+}
+
+/// One video subscription as the allocator sees it.
+#[derive(Debug, Clone)]
+pub struct Subscription<'a> {
+    /// Higher is served first.
+    pub priority: u32,
+    pub limits: LayerLimits,
+    pub rates: &'a LayerRates,
+}
+
+/// What a subscription gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// Send this layer.
+    Layer(Layer),
+    /// No layer measured yet: the selector keeps its own choice (the best
+    /// within the limits) until rates are known.
+    Unknown,
+}
+
+/// The result of one allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// One entry per subscription, in input order.
+    pub allocations: Vec<Allocation>,
+    /// What every subscription at its maximum would cost: the bitrate worth
+    /// probing for.
+    pub desired: u64,
+}
+
+/// Splits `estimate` (bit/s) minus `audio` across `subs`.
+pub fn allocate(estimate: u64, audio: u64, subs: &[Subscription<'_>]) -> Plan {
+    let mut budget = estimate.saturating_sub(audio);
+    let mut order: Vec<usize> = (0..subs.len()).collect();
+    order.sort_by(|a, b| subs[*b].priority.cmp(&subs[*a].priority).then(a.cmp(b)));
+    let mut out = vec![Allocation::Unknown; subs.len()];
+    let mut desired = audio;
+    // The minimum of each, in priority order.
+    for &i in &order {
+        let s = &subs[i];
+        let allowed: Vec<(Layer, u64)> = s
+            .rates
+            .layers()
+            .filter(|(l, _)| s.limits.allows(*l))
+            .collect();
+        let Some(&(_, best)) = allowed.iter().max_by_key(|(_, r)| *r) else {
+            continue;
+        };
+        desired += best;
+        // The lowest allowed layer at or above the minimum, else the lowest allowed.
+        let floor = allowed
+            .iter()
+            .find(|(l, _)| l.spatial >= s.limits.min.spatial && l.temporal >= s.limits.min.temporal)
+            .or(allowed.first())
+            .copied();
+        if let Some((l, r)) = floor {
+            budget = budget.saturating_sub(r);
+            out[i] = Allocation::Layer(l);
+        }
+    }
+    // Upgrades, in priority order.
+    for &i in &order {
+        let Allocation::Layer(cur) = out[i] else {
+            continue;
+        };
+        let s = &subs[i];
+        let cur_rate = s.rates.rate(cur).unwrap_or(0);
+        let better = s
+            .rates
+            .layers()
+            .filter(|(l, r)| s.limits.allows(*l) && *r > cur_rate && *r - cur_rate <= budget)
+            .max_by_key(|(l, r)| (*r, *l));
+        if let Some((l, r)) = better {
+            budget -= r - cur_rate;
+            out[i] = Allocation::Layer(l);
+        }
+    }
+    Plan {
+        allocations: out,
+        desired,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three simulcast streams with three temporal layers each (kbit/s).
+    fn simulcast() -> LayerRates {
+        LayerRates {
+            rates: vec![
+                vec![60_000, 90_000, 120_000],
+                vec![250_000, 380_000, 500_000],
+                vec![900_000, 1_300_000, 1_700_000],
+            ],
+        }
+    }
+
+    fn sub(priority: u32, rates: &LayerRates) -> Subscription<'_> {
+        Subscription {
+            priority,
+            limits: LayerLimits::default(),
+            rates,
+        }
+    }
+
+    #[test]
+    fn one_subscription_gets_the_best_layer_that_fits() {
+        let r = simulcast();
+        let plan = allocate(600_000, 40_000, &[sub(1, &r)]);
+        assert_eq!(plan.allocations, vec![Allocation::Layer(Layer::new(1, 2))]);
+        assert_eq!(plan.desired, 40_000 + 1_700_000);
+        let plan = allocate(3_000_000, 40_000, &[sub(1, &r)]);
+        assert_eq!(plan.allocations, vec![Allocation::Layer(Layer::new(2, 2))]);
+        // 260k after audio: the middle stream's base layer (250k) is worth more
+        // than the low stream's top (120k).
+        let plan = allocate(300_000, 40_000, &[sub(1, &r)]);
+        assert_eq!(plan.allocations, vec![Allocation::Layer(Layer::new(1, 0))]);
+    }
+
+    #[test]
+    fn too_little_for_the_minimum_still_gets_the_minimum() {
+        let r = simulcast();
+        let plan = allocate(80_000, 40_000, &[sub(1, &r), sub(2, &r)]);
+        assert_eq!(
+            plan.allocations,
+            vec![Allocation::Layer(Layer::new(0, 0)); 2]
+        );
+    }
+
+    #[test]
+    fn priority_fills_the_first_before_raising_the_second() {
+        let screen = simulcast();
+        let cam = simulcast();
+        // Input order camera, screen; screen has the higher priority.
+        let subs = [sub(1, &cam), sub(5, &screen)];
+        let plan = allocate(1_100_000, 0, &subs);
+        // Both get their minimum (60k each); the screen is raised to the most
+        // that fits (900k), the camera with what remains (140k -> 120k).
+        assert_eq!(
+            plan.allocations,
+            vec![
+                Allocation::Layer(Layer::new(0, 2)),
+                Allocation::Layer(Layer::new(2, 0))
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_bound_the_layer_and_the_desired_rate() {
+        let r = simulcast();
+        let mut s = sub(1, &r);
+        s.limits.max = Layer::new(0, 1);
+        let plan = allocate(5_000_000, 0, &[s.clone()]);
+        assert_eq!(plan.allocations, vec![Allocation::Layer(Layer::new(0, 1))]);
+        assert_eq!(plan.desired, 90_000);
+        // A minimum above the lowest layer is honoured when it fits.
+        s.limits = LayerLimits {
+            min: Layer::new(1, 0),
+            max: Layer::new(2, 2),
+        };
+        let plan = allocate(260_000, 0, &[s]);
+        assert_eq!(plan.allocations, vec![Allocation::Layer(Layer::new(1, 0))]);
+    }
+
+    #[test]
+    fn unmeasured_sources_are_left_to_their_selector() {
+        let none = LayerRates::default();
+        let r = simulcast();
+        let plan = allocate(200_000, 0, &[sub(1, &none), sub(1, &r)]);
+        assert_eq!(
+            plan.allocations,
+            vec![Allocation::Unknown, Allocation::Layer(Layer::new(0, 2))]
+        );
+        assert_eq!(LayerRates::default().rate(Layer::new(0, 0)), None);
+    }
+}

@@ -1,0 +1,150 @@
+//! The packet path: a published packet reaches every subscriber of its
+//! track, through the subscriber's layer selector (video) and its sequence
+//! number/timestamp rewriter.
+
+use std::sync::Arc;
+
+use super::{Output, ReceiverState, Sfu, SfuError};
+use crate::layers::meter::LayerMeter;
+use crate::layers::{self, Decision, Layer};
+use crate::rewrite::Rewriter;
+use crate::{MediaKind, MediaPacket, TrackId};
+
+impl Sfu {
+    /// A packet of a published track arrived on simulcast stream `stream`
+    /// (0 when the track has one stream).
+    pub fn on_media(
+        &mut self,
+        track: TrackId,
+        stream: u8,
+        packet: MediaPacket,
+    ) -> Result<(), SfuError> {
+        let t = self
+            .tracks
+            .get_mut(&track)
+            .ok_or(SfuError::UnknownTrack(track))?;
+        if packet.keyframe {
+            t.keyframes.on_keyframe();
+        }
+        if let Some(level) = packet.audio_level {
+            t.level.on_level(level, packet.arrival);
+        }
+        if !t.live {
+            t.live = true;
+            self.outputs.push_back(Output::TrackLive {
+                peer: t.owner,
+                track,
+            });
+        }
+        let video = t.kind == MediaKind::Video;
+        let mut rates_changed = false;
+        if video {
+            let layer = layers::packet_layer(stream, &packet);
+            let meter = t
+                .meter
+                .get_or_insert_with(|| LayerMeter::new(layers::is_svc(packet.codec)));
+            rates_changed = meter.on_packet(layer, packet.payload.len(), packet.arrival);
+            t.live_layers.on_packet(layer, packet.arrival);
+        }
+        let mut want_keyframe: Option<u8> = None;
+        for rid in &t.subscribers {
+            let Some(r) = self.receivers.get_mut(rid) else {
+                continue;
+            };
+            if r.paused || !r.codecs.contains(&packet.codec) {
+                continue;
+            }
+            let mut marker = packet.marker;
+            let mut patch = None;
+            let rw = r
+                .rewriter
+                .get_or_insert_with(|| Rewriter::new(packet.codec.clock_rate()));
+            if video {
+                let sel = r
+                    .selector
+                    .get_or_insert_with(|| layers::new_selector(&packet));
+                let target = t
+                    .live_layers
+                    .clamp(r.allocation.target(r.limits), packet.arrival);
+                if sel.target() != target {
+                    sel.set_target(target);
+                }
+                let decision = sel.on_packet(stream, &packet);
+                if sel.wants_keyframe() {
+                    want_keyframe = Some(sel.target().spatial);
+                }
+                match decision {
+                    Decision::Drop => {
+                        if sel.forwarded_stream() == Some(stream) {
+                            rw.drop_packet(packet.seq);
+                        }
+                        continue;
+                    }
+                    Decision::Forward(f) => {
+                        if f.new_source {
+                            rw.switch_source();
+                        }
+                        r.waiting_keyframe = false;
+                        marker = f.marker;
+                        patch = f.patch;
+                    }
+                }
+            } else if r.waiting_keyframe {
+                if !packet.keyframe {
+                    continue;
+                }
+                r.waiting_keyframe = false;
+            }
+            let Some((seq, timestamp)) = rw.rewrite(packet.seq, packet.timestamp, packet.arrival)
+            else {
+                continue;
+            };
+            let mut out = packet.clone();
+            if let Some(p) = patch {
+                match p.apply(&packet.payload) {
+                    Some(v) => out.payload = Arc::from(v),
+                    None => continue,
+                }
+            }
+            if r.state != ReceiverState::Active {
+                r.state = ReceiverState::Active;
+                self.outputs.push_back(Output::ReceiverState {
+                    peer: r.owner,
+                    receiver: *rid,
+                    state: ReceiverState::Active,
+                });
+            }
+            r.counters.packets += 1;
+            r.counters.bytes += out.payload.len() as u64;
+            if packet.audio_level.is_some() {
+                r.counters.audio_level = packet.audio_level;
+            }
+            out.seq = seq;
+            out.timestamp = timestamp;
+            out.marker = marker;
+            self.outputs.push_back(Output::Media {
+                peer: r.owner,
+                receiver: *rid,
+                packet: out,
+            });
+        }
+        if let Some(stream) = want_keyframe {
+            if t.keyframes.request(packet.arrival) {
+                self.outputs.push_back(Output::RequestKeyframe {
+                    peer: t.owner,
+                    track,
+                    stream: Some(stream),
+                });
+            }
+        }
+        if rates_changed {
+            self.reallocate_subscribers_of(track, packet.arrival);
+        }
+        Ok(())
+    }
+
+    /// The layer a receiver forwards now, if it forwards video.
+    pub fn receiver_layer(&self, receiver: crate::ReceiverId) -> Option<Layer> {
+        self.receivers.get(&receiver)?.selector.as_ref()?.current()
+    }
+}
