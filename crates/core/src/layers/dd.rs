@@ -35,6 +35,12 @@
 //!   frames are NOT_PRESENT for the upper DTs and are not forwarded, so
 //!   switching down there waits for a switch point, in practice a keyframe.
 //!
+//! The candidates are tried best first and the first reachable one wins, so
+//! a lowered target is obeyed at once when any DT within it is reachable.
+//! When none is, the current DT is kept while it is still decodable (above
+//! the target, as in `L3T3_KEY` until the keyframe), else forwarding stops
+//! until a keyframe ([`Selector::current`] is then `None`).
+//!
 //! A switch up inside a temporal unit (at a later frame of it) is only taken
 //! while no packet of the unit went out with the marker bit, for the same
 //! reason as with VP9: the marker ends the temporal unit for the receiver.
@@ -49,7 +55,8 @@
 //! Every frame carries, per chain, the frame number difference to the
 //! previous frame of the chain. When a frame's predecessor on a chain has
 //! not been fully received (its first and last packet and every sequence
-//! number between), the selector waits `loss_grace` (arrival time of later
+//! number between; a duplicated packet can make a frame look complete), the
+//! selector waits `loss_grace` (arrival time of later
 //! packets, default [`DEFAULT_LOSS_GRACE`]) for it, because retransmissions
 //! arrive late; then the chain is broken: the DTs it protects are no longer
 //! intact. The selector falls back, at the next temporal unit, to the best

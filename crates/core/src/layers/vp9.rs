@@ -367,6 +367,10 @@ struct Picture {
 }
 
 /// The VP9 SVC layer selector of one subscriber. See the module docs.
+///
+/// [`Selector::current`] gives the forwarding limits: after a keyframe they
+/// are the target itself, which may be above the layers the publisher sends
+/// ([`Forward::layer`] tells the layer of each forwarded packet).
 #[derive(Debug)]
 pub struct Vp9Selector {
     target: Layer,
