@@ -65,6 +65,17 @@ export interface PublishOptions {
   bitrate?: 'dynamic' | 'max';
   /** Send three simulcast layers (rids "0", "1", "2"; video only). */
   simulcast?: boolean;
+  /**
+   * SVC or temporal layering as a WebRTC scalability mode, e.g. `L3T3` (VP9/AV1
+   * spatial + temporal SVC), `L3T3_KEY`, `L1T3` (temporal only); with `simulcast`
+   * it applies to each stream (e.g. `L1T3`). Video only.
+   */
+  scalabilityMode?: string;
+  /**
+   * Send this video codec (`vp8`, `vp9`, `h264`, `av1`): only it (with its
+   * retransmission and FEC formats) is offered. Unset: the browser's default list.
+   */
+  codec?: 'vp8' | 'vp9' | 'h264' | 'av1';
 }
 
 /** Options of {@link Session.subscribe}. */
@@ -117,6 +128,17 @@ function roomJoin(info: JoinInfo): RoomJoin {
     subscribe: { peers: mode === 'full', tracks: mode !== 'manual' },
     features: {},
   });
+}
+
+/** Limits a transceiver to one video codec plus rtx/red/ulpfec/flexfec (when the browser can). */
+function preferCodec(t: RTCRtpTransceiver, codec: string): void {
+  const caps = typeof RTCRtpSender !== 'undefined' ? RTCRtpSender.getCapabilities?.('video') : null;
+  if (!caps || typeof t.setCodecPreferences !== 'function') return;
+  const mime = `video/${codec}`.toLowerCase();
+  const helpers = ['video/rtx', 'video/red', 'video/ulpfec', 'video/flexfec-03'];
+  const chosen = caps.codecs.filter((c) => c.mimeType.toLowerCase() === mime);
+  if (chosen.length === 0) throw new MediaMeshError('INVALID_STATE', `this browser cannot send ${codec}`);
+  t.setCodecPreferences([...chosen, ...caps.codecs.filter((c) => helpers.includes(c.mimeType.toLowerCase()))]);
 }
 
 /**
@@ -498,8 +520,16 @@ export class Session extends Emitter<SessionEvents> {
       source: { id: track.id, ...(options.metadata !== undefined ? { metadata: options.metadata } : {}) },
     };
     const init: RTCRtpTransceiverInit = { direction: 'sendonly' };
-    if (options.simulcast && kind === 'video') init.sendEncodings = [{ rid: '0', scaleResolutionDownBy: 4 }, { rid: '1', scaleResolutionDownBy: 2 }, { rid: '2' }];
+    if (kind === 'video') {
+      const svc = options.scalabilityMode ? { scalabilityMode: options.scalabilityMode } : {};
+      if (options.simulcast) {
+        init.sendEncodings = [{ rid: '0', scaleResolutionDownBy: 4, ...svc }, { rid: '1', scaleResolutionDownBy: 2, ...svc }, { rid: '2', ...svc }];
+      } else if (options.scalabilityMode) {
+        init.sendEncodings = [svc as RTCRtpEncodingParameters];
+      }
+    }
     const transceiver = this.pc.addTransceiver(track, init);
+    if (kind === 'video' && options.codec) preferCodec(transceiver, options.codec);
     const publication = new Publication(this, slot, transceiver, track);
     const entry: SenderEntry = { slot, transceiver, publication };
     this.senders.push(entry);

@@ -1,0 +1,83 @@
+// Layer selection by receiver limits, with Chromium publishing layered video through
+// our SDK (pages/mediamesh.html), from a 1280x720 camera: VP8 simulcast (rids 0/1/2 at
+// 1/4, 1/2 and full size),
+// VP9 SVC (scalabilityMode L3T3) and H264 simulcast, one after the other on one server.
+// A subscriber starts with the default limits (best layer), then setLimits({maxSpatial})
+// walks it down to layer 0 and back up, without renegotiation; every step is read from
+// the subscriber's getStats (frameWidth), and the decoder must not freeze meanwhile.
+// Bandwidth-driven selection under a shaped link is in simulcast-bwe.test.js.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { useChromium } from '../lib/fixtures.js';
+import { waitFor } from '../lib/media.js';
+import { ensureOurBundle, openOurPage, mmContext, mmStats } from '../lib/mediamesh-sdk.js';
+
+const chromium = useChromium({ pages: true });
+before(() => ensureOurBundle());
+
+// 720p: libwebrtc sends only two simulcast streams below 960x540.
+const W = 1280;
+const H = 720;
+const CASES = [
+  { name: 'vp8-simulcast', video: { codec: 'vp8', simulcast: true }, widths: [320, 640, 1280] },
+  { name: 'vp9-svc', video: { codec: 'vp9', scalabilityMode: 'L3T3' }, widths: [320, 640, 1280] },
+  { name: 'h264-simulcast', video: { codec: 'h264', simulcast: true }, widths: [320, 640, 1280] },
+];
+// Chromium ramps its encoder up over its own bandwidth estimate: the top layer can
+// take a while to appear on a fresh connection.
+const TOP_MS = 30000;
+const STEP_MS = 10000;
+
+test('layers: receiver limits choose the spatial layer of VP8 simulcast, VP9 SVC and H264 simulcast published by Chromium; no renegotiation, no freeze', { timeout: 300000 }, () => chromium.withMediaMesh('layers', {}, async (server, open) => {
+  for (const c of CASES) {
+    // Fresh pages per codec (one publisher, one subscriber).
+    const pub = await openOurPage(open, chromium.web, `pub-${c.name}`);
+    const sub = await openOurPage(open, chromium.web, `sub-${c.name}`);
+    await pub.evaluate((o) => window.mm2.camera(o), { width: W, height: H, fps: 15 });
+    await sub.evaluate((o) => window.mm2.camera(o), { width: 320, height: 240, fps: 5 });
+    const all = async () => (await mmContext(pub, { events: 20, pageLog: false })) + (await mmContext(sub, { events: 30 }))
+      + `\n--- publisher outbound: ${JSON.stringify(await pub.evaluate(() => window.mm2.outbound()).catch((e) => e.message))}`;
+    const caps = await pub.evaluate((codec) => RTCRtpSender.getCapabilities('video').codecs.some((x) => x.mimeType.toLowerCase() === `video/${codec}`), c.video.codec);
+    if (!caps) { console.log(`# ${c.name}: this Chromium cannot encode ${c.video.codec}: skipped`); continue; }
+    const room = `room-${c.name}`;
+    const join = async (page, peer, extra) => {
+      const token = await server.token('webrtc', room, peer);
+      const res = await page.evaluate((o) => window.mm2.join(o), { url: server.base, token, room, peer, ...extra })
+        .catch(async (e) => { throw new Error(`${c.name}/${peer}: join failed: ${e.message}` + await all()); });
+      assert.equal(res.state, 'connected', `${c.name}/${peer}: ${JSON.stringify(res)}` + await all());
+    };
+    await join(pub, 'pub', { video: c.video });
+    await join(sub, 'sub', { publish: false });
+    const key = 'pub/video_main';
+    const stat = async () => (await mmStats(sub)).subs[key];
+    const ctx = async () => `\n--- ${c.name}: last stats ${JSON.stringify(await stat())}` + await all();
+
+    // 1. Default limits: the top layer.
+    const t0 = Date.now();
+    await waitFor(`${c.name}: sub decodes the top layer (frameWidth ${c.widths[2]})`, stat,
+      (r) => r?.frameWidth === c.widths[2] && r.framesDecoded > 10, { timeoutMs: TOP_MS, context: ctx });
+    console.log(`METRIC layers_${c.name.replace('-', '_')}_top_ms=${Date.now() - t0}`);
+    const neg0 = await sub.evaluate(() => window.mm2.negotiation());
+    const freeze0 = (await stat()).freezeCount;
+
+    // 2. Down to spatial 0, then up one layer at a time.
+    for (const s of [0, 1, 2]) {
+      const t = Date.now();
+      await sub.evaluate(([k, l]) => window.mm2.setLimits(k, l), [key, { maxSpatial: s, maxTemporal: 2 }]);
+      const before = (await stat()).framesDecoded;
+      await waitFor(`${c.name}: with maxSpatial ${s}, frameWidth ${c.widths[s]} and frames decoding`, stat,
+        (r) => r.frameWidth === c.widths[s] && r.framesDecoded >= before + 10, { timeoutMs: STEP_MS, context: ctx });
+      console.log(`# ${c.name}: maxSpatial ${s} -> ${c.widths[s]} px in ${Date.now() - t} ms`);
+    }
+    const end = await stat();
+    assert.equal(end.freezeCount, freeze0, `${c.name}: the subscriber's decoder froze during the layer switches (freezeCount ${freeze0} -> ${end.freezeCount})` + await ctx());
+    const neg1 = await sub.evaluate(() => window.mm2.negotiation());
+    assert.equal(neg1.signalingChanges, neg0.signalingChanges, `${c.name}: a layer switch renegotiated` + await ctx());
+    assert.match(String(end.codec), new RegExp(c.video.codec, 'i'), `${c.name}: decoded codec`);
+
+    await sub.evaluate(() => window.mm2.close());
+    await pub.evaluate(() => window.mm2.close());
+    await sub.close();
+    await pub.close();
+  }
+}));
