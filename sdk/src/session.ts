@@ -130,6 +130,28 @@ function roomJoin(info: JoinInfo): RoomJoin {
   });
 }
 
+const DEPENDENCY_DESCRIPTOR = 'https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension';
+
+/**
+ * Asks for the AV1 Dependency Descriptor header extension on a receiving video
+ * transceiver (Chromium offers it only for sending by default). Without it a
+ * subscriber cannot follow AV1 SVC frames of several spatial layers.
+ */
+function negotiateDependencyDescriptor(t: RTCRtpTransceiver): void {
+  const tx = t as RTCRtpTransceiver & {
+    getHeaderExtensionsToNegotiate?: () => { uri: string; direction: string }[];
+    setHeaderExtensionsToNegotiate?: (e: { uri: string; direction: string }[]) => void;
+  };
+  if (!tx.getHeaderExtensionsToNegotiate || !tx.setHeaderExtensionsToNegotiate) return;
+  try {
+    const exts = tx.getHeaderExtensionsToNegotiate();
+    if (!exts.some((e) => e.uri === DEPENDENCY_DESCRIPTOR && e.direction === 'stopped')) return;
+    tx.setHeaderExtensionsToNegotiate(exts.map((e) => (e.uri === DEPENDENCY_DESCRIPTOR ? { ...e, direction: 'sendrecv' } : e)));
+  } catch {
+    // Older browsers: the stream still plays, without AV1 SVC above the base layer.
+  }
+}
+
 /** Limits a transceiver to one video codec plus rtx/red/ulpfec/flexfec (when the browser can). */
 function preferCodec(t: RTCRtpTransceiver, codec: string): void {
   const caps = typeof RTCRtpSender !== 'undefined' ? RTCRtpSender.getCapabilities?.('video') : null;
@@ -487,6 +509,7 @@ export class Session extends Emitter<SessionEvents> {
 
   private addReceiver(kind: TrackKind): ReceiverEntry {
     const transceiver = this.pc.addTransceiver(kind, { direction: 'recvonly' });
+    if (kind === 'video') negotiateDependencyDescriptor(transceiver);
     const entry: ReceiverEntry = { slot: { kind, name: `${kind}_${this.slotCounter++}`, limits: {} }, transceiver, subscription: null };
     this.receivers.push(entry);
     return entry;

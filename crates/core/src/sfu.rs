@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::keyframe::KeyframeRequests;
 use crate::layers::alloc::{Allocation, LayerLimits};
+use crate::layers::av1_dd::DdParser;
 use crate::layers::meter::{LayerMeter, LiveLayers};
 use crate::layers::Selector;
 use crate::rewrite::Rewriter;
@@ -131,6 +132,8 @@ struct Track {
     meter: Option<LayerMeter>,
     /// Video layers that arrive.
     live_layers: LiveLayers,
+    /// The AV1 Dependency Descriptor state of the source, when it sends one.
+    dd: Option<DdParser>,
 }
 
 #[derive(Debug)]
@@ -333,6 +336,7 @@ impl Sfu {
                 level: LevelMeter::default(),
                 meter: None,
                 live_layers: LiveLayers::default(),
+                dd: None,
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {

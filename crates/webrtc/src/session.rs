@@ -1,8 +1,10 @@
 //! One WebRTC peer connection in RTP mode: a WHIP publisher or a WHEP player.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mediamesh_core::layers::av1_dd::URI as DD_URI;
 use mediamesh_core::{Codec, MediaKind, MediaPacket, ReceiverId, TrackId};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::SdpOffer;
@@ -10,7 +12,7 @@ use str0m::channel::ChannelConfig;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{KeyframeRequestKind, MediaKind as RtcKind, Mid, Pt, Rid, Rids};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::rtp::{Extension, ExtensionSerializer, ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcError};
 
 /// The DTLS certificate this node presents to every peer. Made once: a
@@ -167,6 +169,53 @@ pub struct Session {
     wrote: bool,
 }
 
+/// The AV1 Dependency Descriptor header extension, carried as raw bytes:
+/// parsed from publishers' packets into [`MediaPacket::dependency_descriptor`]
+/// and written to subscribers as the core's layer selector decides.
+#[derive(Debug)]
+struct DependencyDescriptorExt;
+
+/// The raw extension bytes in str0m's per-packet user values.
+struct DdBytes(Arc<[u8]>);
+
+/// The id MediaMesh offers the extension at (peers' offers map their own).
+const DD_EXT_ID: u8 = 12;
+
+impl ExtensionSerializer for DependencyDescriptorExt {
+    fn write_to(&self, buf: &mut [u8], ev: &ExtensionValues) -> usize {
+        match ev.user_values.get::<DdBytes>() {
+            Some(d) if d.0.len() <= buf.len() => {
+                buf[..d.0.len()].copy_from_slice(&d.0);
+                d.0.len()
+            }
+            _ => 0,
+        }
+    }
+
+    fn parse_value(&self, buf: &[u8], ev: &mut ExtensionValues) -> bool {
+        // The mandatory part is 3 bytes.
+        if buf.len() < 3 {
+            return false;
+        }
+        ev.user_values.set(DdBytes(Arc::from(buf)));
+        true
+    }
+
+    fn is_video(&self) -> bool {
+        true
+    }
+
+    fn is_audio(&self) -> bool {
+        false
+    }
+
+    fn requires_two_byte_form(&self, ev: &ExtensionValues) -> bool {
+        ev.user_values
+            .get::<DdBytes>()
+            .is_none_or(|d| d.0.len() > 16)
+    }
+}
+
 /// Where the send-side bandwidth estimate starts.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
 
@@ -269,6 +318,10 @@ impl Session {
             .enable_av1(true)
             .set_stats_interval(Some(Duration::from_secs(1)))
             .enable_bwe((role != Role::Publish).then_some(INITIAL_ESTIMATE))
+            .set_extension(
+                DD_EXT_ID,
+                Extension::with_serializer(DD_URI, DependencyDescriptorExt),
+            )
             .set_dtls_cert(identity.0.clone())
             .build(now);
         let cand = Candidate::host(candidate, "udp")
@@ -694,7 +747,12 @@ impl Session {
                 marker: p.header.marker,
                 keyframe,
                 audio_level: p.header.ext_vals.audio_level,
-                dependency_descriptor: None,
+                dependency_descriptor: p
+                    .header
+                    .ext_vals
+                    .user_values
+                    .get::<DdBytes>()
+                    .map(|d| d.0.clone()),
                 arrival: p.timestamp,
                 payload: p.payload,
             },
@@ -722,11 +780,14 @@ impl Session {
         let Some(tx) = api.stream_tx_by_mid(mid, None) else {
             return;
         };
-        let ext = ExtensionValues {
+        let mut ext = ExtensionValues {
             audio_level: packet.audio_level,
             voice_activity: packet.audio_level.map(|l| l > -127),
             ..Default::default()
         };
+        if let Some(dd) = &packet.dependency_descriptor {
+            ext.user_values.set(DdBytes(dd.clone()));
+        }
         tx.write_rtp(
             RtpWrite::new(
                 pt,

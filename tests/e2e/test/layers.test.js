@@ -1,7 +1,8 @@
 // Layer selection by receiver limits, with Chromium publishing layered video through
 // our SDK (pages/mediamesh.html), from a 1280x720 camera: VP8 simulcast (rids 0/1/2 at
 // 1/4, 1/2 and full size),
-// VP9 SVC (scalabilityMode L3T3) and H264 simulcast, one after the other on one server.
+// VP9 SVC (scalabilityMode L3T3), H264 simulcast and AV1 SVC (L3T3, layers read from the
+// Dependency Descriptor extension), one after the other on one server.
 // A subscriber starts with the default limits (best layer), then setLimits({maxSpatial})
 // walks it down to layer 0 and back up, without renegotiation; every step is read from
 // the subscriber's getStats (frameWidth), and the decoder must not freeze meanwhile.
@@ -22,13 +23,14 @@ const CASES = [
   { name: 'vp8-simulcast', video: { codec: 'vp8', simulcast: true }, widths: [320, 640, 1280] },
   { name: 'vp9-svc', video: { codec: 'vp9', scalabilityMode: 'L3T3' }, widths: [320, 640, 1280] },
   { name: 'h264-simulcast', video: { codec: 'h264', simulcast: true }, widths: [320, 640, 1280] },
+  { name: 'av1-svc', video: { codec: 'av1', scalabilityMode: 'L3T3' }, widths: [320, 640, 1280] },
 ];
 // Chromium ramps its encoder up over its own bandwidth estimate: the top layer can
 // take a while to appear on a fresh connection.
 const TOP_MS = 30000;
 const STEP_MS = 10000;
 
-test('layers: receiver limits choose the spatial layer of VP8 simulcast, VP9 SVC and H264 simulcast published by Chromium; no renegotiation, no freeze', { timeout: 300000 }, () => chromium.withMediaMesh('layers', {}, async (server, open) => {
+test('layers: receiver limits choose the spatial layer of VP8 simulcast, VP9 SVC, H264 simulcast and AV1 SVC published by Chromium; no renegotiation, no freeze', { timeout: 300000 }, () => chromium.withMediaMesh('layers', {}, async (server, open) => {
   for (const c of CASES) {
     // Fresh pages per codec (one publisher, one subscriber).
     const pub = await openOurPage(open, chromium.web, `pub-${c.name}`);

@@ -675,6 +675,10 @@ impl DdSelector {
 }
 
 impl Selector for DdSelector {
+    fn descriptor(&self) -> Option<&[u8]> {
+        DdSelector::descriptor(self)
+    }
+
     fn set_target(&mut self, target: Layer) {
         self.target = target;
     }

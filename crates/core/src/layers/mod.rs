@@ -185,6 +185,12 @@ pub trait Selector: std::fmt::Debug + Send {
     fn forwarded_stream(&self) -> Option<u8> {
         self.current().map(|_| 0)
     }
+
+    /// The Dependency Descriptor to send with the packet just forwarded, when
+    /// it differs from the source's (`None`: forward the source's as is).
+    fn descriptor(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 #[cfg(test)]

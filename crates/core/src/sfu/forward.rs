@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use super::{Output, ReceiverState, Sfu, SfuError};
+use crate::layers::av1_dd::DdParser;
 use crate::layers::meter::LayerMeter;
 use crate::layers::{self, Decision, Layer};
 use crate::rewrite::Rewriter;
-use crate::{MediaKind, MediaPacket, TrackId};
+use crate::{Codec, MediaKind, MediaPacket, TrackId};
 
 impl Sfu {
     /// A packet of a published track arrived on simulcast stream `stream`
@@ -39,10 +40,19 @@ impl Sfu {
         let video = t.kind == MediaKind::Video;
         let mut rates_changed = false;
         if video {
-            let layer = layers::packet_layer(stream, &packet);
-            let meter = t
-                .meter
-                .get_or_insert_with(|| LayerMeter::new(layers::is_svc(packet.codec)));
+            // AV1 layers are named by the Dependency Descriptor (stateful).
+            let dd_layer = match &packet.dependency_descriptor {
+                Some(dd) if packet.codec == Codec::Av1 => {
+                    t.dd.get_or_insert_with(DdParser::new)
+                        .parse(dd)
+                        .ok()
+                        .map(|d| Layer::new(d.spatial_id, d.temporal_id))
+                }
+                _ => None,
+            };
+            let svc = layers::is_svc(packet.codec) || dd_layer.is_some();
+            let layer = dd_layer.unwrap_or_else(|| layers::packet_layer(stream, &packet));
+            let meter = t.meter.get_or_insert_with(|| LayerMeter::new(svc));
             rates_changed = meter.on_packet(layer, packet.payload.len(), packet.arrival);
             t.live_layers.on_packet(layer, packet.arrival);
         }
@@ -56,6 +66,7 @@ impl Sfu {
             }
             let mut marker = packet.marker;
             let mut patch = None;
+            let mut descriptor = None;
             let rw = r
                 .rewriter
                 .get_or_insert_with(|| Rewriter::new(packet.codec.clock_rate()));
@@ -87,6 +98,7 @@ impl Sfu {
                         r.waiting_keyframe = false;
                         marker = f.marker;
                         patch = f.patch;
+                        descriptor = sel.descriptor().map(Arc::from);
                     }
                 }
             } else if r.waiting_keyframe {
@@ -122,6 +134,14 @@ impl Sfu {
             out.seq = seq;
             out.timestamp = timestamp;
             out.marker = marker;
+            if descriptor.is_some() {
+                out.dependency_descriptor = descriptor;
+            } else if packet.codec != Codec::Av1 {
+                // Only the AV1 selector follows the descriptor; for other
+                // codecs it would describe frames the subscriber may not get
+                // (another simulcast stream's numbering).
+                out.dependency_descriptor = None;
+            }
             self.outputs.push_back(Output::Media {
                 peer: r.owner,
                 receiver: *rid,
