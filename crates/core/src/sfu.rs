@@ -17,6 +17,7 @@ use crate::{Codec, MediaKind, MediaPacket, PeerId, ReceiverId, RoomId, TrackId};
 const KEYFRAME_GAP_ANSWERED: Duration = Duration::from_millis(200);
 const KEYFRAME_GAP_UNANSWERED: Duration = Duration::from_millis(500);
 
+mod feedback;
 mod forward;
 mod mixer;
 mod presence;
@@ -47,6 +48,13 @@ pub enum Output {
     /// The bitrate worth probing for towards a peer (its receivers at their
     /// best allowed layers).
     DesiredBitrate { peer: PeerId, bps: u64 },
+    /// Cap what the publisher of a track sends (no subscriber needs its
+    /// upper layers), or lift the cap (`None`).
+    PublisherCap {
+        peer: PeerId,
+        track: TrackId,
+        bps: Option<u64>,
+    },
     /// Tell a peer that watches its room what changed there.
     RoomEvent { to: PeerId, event: RoomEvent },
     /// The first packet of a published track arrived.
@@ -134,6 +142,8 @@ struct Track {
     live_layers: LiveLayers,
     /// The AV1 Dependency Descriptor state of the source, when it sends one.
     dd: Option<DdParser>,
+    /// The bitrate cap last told to the publisher.
+    cap: feedback::CapState,
 }
 
 #[derive(Debug)]
@@ -193,6 +203,8 @@ pub struct Sfu {
     tracks: HashMap<TrackId, Track>,
     receivers: HashMap<ReceiverId, Receiver>,
     mixers: HashMap<PeerId, Mixer>,
+    /// When publisher caps are next evaluated.
+    next_caps: Option<Instant>,
     /// Send-side bandwidth estimates per receiving peer.
     estimates: HashMap<PeerId, quality::PeerBudget>,
     next_id: u64,
@@ -337,6 +349,7 @@ impl Sfu {
                 meter: None,
                 live_layers: LiveLayers::default(),
                 dd: None,
+                cap: feedback::CapState::default(),
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -646,16 +659,20 @@ impl Sfu {
             .values()
             .filter_map(|t| t.keyframes.timeout())
             .min();
-        match (keyframes, self.mixer_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [keyframes, self.mixer_timeout(), self.next_caps]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Time passed: repeat keyframe requests that were not answered,
     /// re-evaluate mixers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.mixer_tick(now);
+        if self.next_caps.is_some_and(|t| t <= now) {
+            self.next_caps = Some(now + feedback::CAP_INTERVAL);
+            self.publisher_caps(now);
+        }
         let mut due: Vec<(TrackId, PeerId)> = self
             .tracks
             .iter_mut()

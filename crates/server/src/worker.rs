@@ -433,6 +433,15 @@ impl Worker {
                 }
             }
             Output::MixerSlot { peer, slot, source } => self.mixer_slot(peer, slot, source, now),
+            Output::PublisherCap { peer, track, bps } => {
+                tracing::debug!(%peer, %track, ?bps, "publisher bitrate cap");
+                if let Some(key) = self.by_peer.get(&peer).copied() {
+                    if let Some(conn) = self.conns.get_mut(&key) {
+                        conn.session.cap_bitrate(track, bps);
+                        self.mark(key);
+                    }
+                }
+            }
             Output::DesiredBitrate { peer, bps } => {
                 if let Some(key) = self.by_peer.get(&peer).copied() {
                     if let Some(conn) = self.conns.get_mut(&key) {

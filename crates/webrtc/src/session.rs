@@ -830,6 +830,21 @@ impl Session {
         }
     }
 
+    /// Caps what the peer sends on a track's m-line (REMB; `None` lifts the
+    /// cap). Browsers take REMB as an upper bound of their own estimate and
+    /// drop their top simulcast/SVC layers to fit.
+    pub fn cap_bitrate(&mut self, track: TrackId, bps: Option<u64>) {
+        let Some(i) = self.inbound.iter().find(|i| i.track == Some(track)) else {
+            return;
+        };
+        let (mid, rid) = (i.mid, i.rids.first().copied());
+        // Lifting: a cap far above any camera or screen.
+        let bitrate = Bitrate::bps(bps.unwrap_or(100_000_000));
+        if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+            rx.request_remb(bitrate);
+        }
+    }
+
     /// The bitrate the server would like to send this peer (all its
     /// receivers at their best layers): the estimator probes up to it.
     pub fn set_desired_bitrate(&mut self, bps: u64) {

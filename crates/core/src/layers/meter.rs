@@ -130,6 +130,11 @@ impl LayerMeter {
         self.bytes = [[0; MAX_LAYERS]; MAX_LAYERS];
     }
 
+    /// Whether spatial layers build on each other (SVC).
+    pub fn is_svc(&self) -> bool {
+        self.svc
+    }
+
     /// The latest rates.
     pub fn rates(&self) -> &LayerRates {
         &self.rates

@@ -53,6 +53,8 @@ impl Sfu {
             let svc = layers::is_svc(packet.codec) || dd_layer.is_some();
             let layer = dd_layer.unwrap_or_else(|| layers::packet_layer(stream, &packet));
             let meter = t.meter.get_or_insert_with(|| LayerMeter::new(svc));
+            self.next_caps
+                .get_or_insert(packet.arrival + super::feedback::CAP_INTERVAL);
             rates_changed = meter.on_packet(layer, packet.payload.len(), packet.arrival);
             t.live_layers.on_packet(layer, packet.arrival);
         }
