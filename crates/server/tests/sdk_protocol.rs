@@ -404,5 +404,24 @@ fn peers_see_each_other_and_connect_checks_the_join() {
         joined && started
     };
     alice.run_until(saw, "bob's PeerJoined and TrackStarted");
+    // Bob connects again (a reloaded tab): the older session leaves the room.
+    let _bob2 = Client::connect(&node, "r", "bob", "r").unwrap();
+    let count = |c: &Client, leaved: bool| {
+        c.events
+            .iter()
+            .filter(|e| match &e.event {
+                Some(server_event::Event::Room(r)) => match &r.event {
+                    Some(server_event::room::Event::PeerLeaved(p)) => leaved && p.peer == "bob",
+                    Some(server_event::room::Event::PeerJoined(p)) => !leaved && p.peer == "bob",
+                    _ => false,
+                },
+                _ => false,
+            })
+            .count()
+    };
+    alice.run_until(
+        |c| count(c, true) == 1 && count(c, false) == 2,
+        "bob's older session to leave and the newer one to join",
+    );
     node.shutdown().unwrap();
 }

@@ -33,7 +33,14 @@ pub(super) fn cap_for(rates: &LayerRates, svc: bool, needed: u8) -> Option<u64> 
     if needed >= top {
         return None;
     }
-    let best = |s: usize| rates.rates.get(s).and_then(|t| t.last()).copied().unwrap_or(0);
+    let best = |s: usize| {
+        rates
+            .rates
+            .get(s)
+            .and_then(|t| t.last())
+            .copied()
+            .unwrap_or(0)
+    };
     let bps = if svc {
         best(needed)
     } else {
@@ -125,7 +132,10 @@ mod tests {
     #[test]
     fn caps_cover_the_needed_layers_only() {
         // Simulcast: streams 0 and 1 at their top temporal layer, plus margin.
-        assert_eq!(cap_for(&rates(), false, 1), Some((100_000 + 300_000) * 3 / 2 + 100_000));
+        assert_eq!(
+            cap_for(&rates(), false, 1),
+            Some((100_000 + 300_000) * 3 / 2 + 100_000)
+        );
         assert_eq!(cap_for(&rates(), false, 0), Some(100_000 * 3 / 2 + 100_000));
         // SVC rates are cumulative already.
         assert_eq!(cap_for(&rates(), true, 1), Some(300_000 * 3 / 2 + 100_000));
@@ -187,11 +197,21 @@ mod tests {
         let room = RoomId::new("app", "r");
         let mut sfu = Sfu::new();
         let alice = sfu.add_peer(room.clone(), "alice");
-        let cam = sfu.publish_track(alice, MediaKind::Video, "cam", None, t0).unwrap();
+        let cam = sfu
+            .publish_track(alice, MediaKind::Video, "cam", None, t0)
+            .unwrap();
         let bob = sfu.add_peer(room, "bob");
-        let src = ReceiverSource::Track { peer: "alice".into(), track: "cam".into() };
-        let r = sfu.add_receiver(bob, MediaKind::Video, vec![Codec::Vp8], src, t0).unwrap();
-        let low = LayerLimits { min: Layer::new(0, 0), max: Layer::new(0, 2) };
+        let src = ReceiverSource::Track {
+            peer: "alice".into(),
+            track: "cam".into(),
+        };
+        let r = sfu
+            .add_receiver(bob, MediaKind::Video, vec![Codec::Vp8], src, t0)
+            .unwrap();
+        let low = LayerLimits {
+            min: Layer::new(0, 0),
+            max: Layer::new(0, 2),
+        };
         sfu.set_receiver_config(r, 1, low, t0).unwrap();
         // Three streams at 30 fps (200, 600, 1500 B frames); bob pauses after 2 s.
         let mut caps_seen = Vec::new();

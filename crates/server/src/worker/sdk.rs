@@ -324,6 +324,25 @@ impl Worker {
     /// Joins the room: a core peer with the join's visibility; senders with
     /// a source are published, connected receivers created.
     fn sdk_join(&mut self, key: Key, app: &str, join: proto::RoomJoin, now: Instant) {
+        // One session per peer: an older session of the same peer in this
+        // room (a reloaded tab, a second device) leaves and is closed.
+        let room = RoomId::new(app, &join.room);
+        let older: Vec<Key> = self
+            .sfu
+            .room_peers(&room)
+            .iter()
+            .filter(|p| self.sfu.peer(**p).is_some_and(|i| i.name == join.peer))
+            .filter_map(|p| self.by_peer.get(p).copied())
+            .filter(|k| *k != key)
+            .collect();
+        for old in older {
+            tracing::info!(peer = %join.peer, room = %join.room, "replaced by a newer session of the same peer");
+            self.sdk_leave(old, now);
+            if let Some(c) = self.conns.get_mut(&old) {
+                c.session.close();
+            }
+            self.mark(old);
+        }
         let vis = visibility(&join);
         let peer = self.sfu.add_peer_with(
             RoomId::new(app, &join.room),
