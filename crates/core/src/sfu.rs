@@ -879,7 +879,11 @@ mod tests {
         assert_eq!(reqs(&drain(&mut sfu)), 1);
         sfu.on_media(track, 0, pkt(Codec::Vp8, 1, 0, true, t0 + ms(600)))
             .unwrap();
-        assert_eq!(sfu.poll_timeout(), None);
+        // Answered: no more repeats; only the publisher-cap evaluation is due.
+        assert_eq!(
+            sfu.poll_timeout(),
+            Some(t0 + ms(600) + feedback::CAP_INTERVAL)
+        );
         assert_eq!(drain(&mut sfu).len(), 3);
     }
 

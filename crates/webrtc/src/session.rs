@@ -216,6 +216,35 @@ impl ExtensionSerializer for DependencyDescriptorExt {
     }
 }
 
+/// Removes the Dependency Descriptor extension from the offer's video
+/// m-sections that the client sends on and that offer VP8. With the
+/// extension, libwebrtc strips VP8's payload descriptor to its minimum (no
+/// picture id, no temporal layer index), and the VP8 selector needs them; the
+/// extension stays where it is needed: AV1 senders, and receiving m-lines.
+fn without_vp8_dependency_descriptor(offer: &str) -> String {
+    let eol = if offer.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = String::with_capacity(offer.len());
+    for (i, section) in offer.split(&format!("{eol}m=")).enumerate() {
+        if i > 0 {
+            out.push_str(eol);
+            out.push_str("m=");
+        }
+        let video = i > 0 && section.starts_with("video");
+        let sends = section.contains("a=sendonly") || section.contains("a=sendrecv");
+        let vp8 = section.contains(" VP8/90000");
+        if video && sends && vp8 {
+            let kept: Vec<&str> = section
+                .split(eol)
+                .filter(|l| !(l.starts_with("a=extmap:") && l.contains(DD_URI)))
+                .collect();
+            out.push_str(&kept.join(eol));
+        } else {
+            out.push_str(section);
+        }
+    }
+    out
+}
+
 /// Where the send-side bandwidth estimate starts.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
 
@@ -306,7 +335,7 @@ impl Session {
         identity: &DtlsIdentity,
         now: Instant,
     ) -> Result<(Session, String), SessionError> {
-        let parsed = SdpOffer::from_sdp_string(offer)
+        let parsed = SdpOffer::from_sdp_string(&without_vp8_dependency_descriptor(offer))
             .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
@@ -414,7 +443,7 @@ impl Session {
     /// ICE credentials) on the live connection. New m-lines are reported as
     /// `WantsTrack`/`WantsReceiver` like the first ones.
     pub fn accept_update(&mut self, offer: &str) -> Result<String, SessionError> {
-        let parsed = SdpOffer::from_sdp_string(offer)
+        let parsed = SdpOffer::from_sdp_string(&without_vp8_dependency_descriptor(offer))
             .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
         let answer = self
             .rtc
@@ -942,6 +971,22 @@ mod tests {
             one_line("SDP parse: Parse error at PointerOffset(0x7f00)\nUnexpected ``\n\nUnexpected `o`\n"),
             "SDP parse: Parse error; Unexpected ``; Unexpected `o`"
         );
+    }
+
+    #[test]
+    fn vp8_senders_are_not_offered_the_dependency_descriptor() {
+        let dd = format!("a=extmap:12 {DD_URI}");
+        let offer = format!(
+            "v=0\r\ns=-\r\nm=video 9 X 96\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n{dd}\r\n\
+             m=video 9 X 45\r\na=sendonly\r\na=rtpmap:45 AV1/90000\r\n{dd}\r\n\
+             m=video 9 X 96\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\n{dd}\r\n"
+        );
+        let out = without_vp8_dependency_descriptor(&offer);
+        let sections: Vec<&str> = out.split("m=").collect();
+        assert!(!sections[1].contains(DD_URI), "{out}");
+        assert!(sections[2].contains(DD_URI) && sections[3].contains(DD_URI), "{out}");
+        assert_eq!(out.len(), offer.len() - dd.len() - 2);
+        assert!(out.starts_with("v=0\r\ns=-\r\nm=video 9 X 96\r\na=sendonly"));
     }
 
     #[test]

@@ -12,6 +12,10 @@ use crate::{MediaKind, PeerId, ReceiverId, TrackId};
 /// What audio costs per receiver when the allocator reserves it (Opus at
 /// typical voice rates plus headers).
 const AUDIO_BPS: u64 = 50_000;
+/// The share of the estimate video may fill: headroom for the encoder's
+/// bursts (keyframes), retransmissions and probes, so the link never sits at
+/// its limit.
+const USABLE_PERCENT: u64 = 90;
 
 /// A peer's bandwidth state.
 #[derive(Debug, Clone, Copy, Default)]
@@ -116,7 +120,8 @@ impl Sfu {
             })
             .collect();
         let budget = self.estimates.get(&peer).copied();
-        let plan = alloc::allocate(budget.map_or(u64::MAX, |b| b.estimate), audio, &subs);
+        let usable = budget.map_or(u64::MAX, |b| b.estimate / 100 * USABLE_PERCENT);
+        let plan = alloc::allocate(usable, audio, &subs);
         let desired = plan.desired;
         drop(subs);
         for (rid, a) in video.iter().zip(plan.allocations) {

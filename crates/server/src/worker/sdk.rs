@@ -981,8 +981,13 @@ impl Worker {
         slot.want = want.clone();
         let receiver = slot.receiver;
         let name = slot.name.clone();
+        let config = slot.config;
         match receiver {
             Some(r) => {
+                // Limits first, so the new source starts at the right layer.
+                if let Some(c) = config {
+                    self.apply_receiver_config(r, c, now);
+                }
                 let _ = self.sfu.set_receiver_source(r, want, now);
             }
             None => self.sdk_ensure_receiver(key, &name, now),
