@@ -984,7 +984,10 @@ mod tests {
         let out = without_vp8_dependency_descriptor(&offer);
         let sections: Vec<&str> = out.split("m=").collect();
         assert!(!sections[1].contains(DD_URI), "{out}");
-        assert!(sections[2].contains(DD_URI) && sections[3].contains(DD_URI), "{out}");
+        assert!(
+            sections[2].contains(DD_URI) && sections[3].contains(DD_URI),
+            "{out}"
+        );
         assert_eq!(out.len(), offer.len() - dd.len() - 2);
         assert!(out.starts_with("v=0\r\ns=-\r\nm=video 9 X 96\r\na=sendonly"));
     }

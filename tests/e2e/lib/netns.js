@@ -11,6 +11,10 @@
 // rule), what the root namespace sends to X.3 goes by it (a /32 route). delAddress(X.2)
 // then kills the old path in both directions while the new one stays up.
 //
+// limit({ rate }) shapes what the root namespace sends into the namespace (a `tc tbf`
+// qdisc on the root side of the first veth: a client behind a slow downlink);
+// unlimit() lifts it. Deleting the veth (destroy()) removes the qdisc with it.
+//
 // Names carry the test process's pid (namespace `mm-ice-<pid>`, root-side veths
 // `mmice<pid>` and `mmice<pid>b`, namespace sides `mmice<pid>n`, `mmice<pid>bn`):
 // setup first removes those left by earlier runs whose process is gone; destroy()
@@ -32,6 +36,14 @@ export function ip(...args) {
     return execFileSync('ip', args, { encoding: 'utf8', timeout: 10000, stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     throw new Error(`\`ip ${args.join(' ')}\` failed (status ${e.status ?? e.signal ?? e.code}): ${(e.stderr || e.message || '').toString().trim()}`);
+  }
+}
+/** Runs `tc ARGS` (bounded); throws with the command, exit status and stderr. */
+export function tc(...args) {
+  try {
+    return execFileSync('tc', args, { encoding: 'utf8', timeout: 10000, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    throw new Error(`\`tc ${args.join(' ')}\` failed (status ${e.status ?? e.signal ?? e.code}): ${(e.stderr || e.message || '').toString().trim()}`);
   }
 }
 const tryIp = (...args) => { try { ip(...args); return true; } catch { return false; } };
@@ -66,7 +78,8 @@ function pickSubnet() {
 
 /**
  * Creates the namespace and veth pair; returns
- *   { name, rootIf, nsIf, subnet, rootAddr, nsAddr, chromium, ip(...args), addLink(host), delAddress(host), describe(), destroy() }
+ *   { name, rootIf, nsIf, subnet, rootAddr, nsAddr, chromium, ip(...args), addLink(host), delAddress(host),
+ *     limit({ rate, burst, latency }), unlimit(), qdisc(), describe(), destroy() }
  * `chromium` is a launcher script (`exec ip netns exec NAME /usr/bin/chromium "$@"`)
  * for playwright's executablePath. On any setup error everything made so far is removed.
  */
@@ -114,6 +127,23 @@ export function createNetns() {
       const dev = host === `${subnet}.2` ? nsIf : ns.links.find((l) => l.host === host)?.nsIf;
       if (!dev) throw new Error(`delAddress(${host}): not an address of ${name}`);
       ip('-n', name, 'addr', 'del', `${host}/24`, 'dev', dev);
+    },
+    /**
+     * Limits what the root namespace sends into the namespace (server -> client: the
+     * egress of the root-side veth `rootIf`) with a token bucket:
+     * `tc qdisc replace dev ROOTIF root tbf rate RATE burst BURST latency LATENCY`.
+     * The other direction and the namespace's own links stay unlimited.
+     */
+    limit({ rate = '300kbit', burst = '16kb', latency = '200ms' } = {}) {
+      tc('qdisc', 'replace', 'dev', rootIf, 'root', 'tbf', 'rate', rate, 'burst', burst, 'latency', latency);
+    },
+    /** Removes the limit of limit() (back to the default qdisc); no-op without one. */
+    unlimit() {
+      if (tc('qdisc', 'show', 'dev', rootIf).includes('qdisc tbf')) tc('qdisc', 'del', 'dev', rootIf, 'root');
+    },
+    /** `tc -s qdisc show dev ROOTIF` (bytes sent, drops, overlimits of the limit). */
+    qdisc() {
+      try { return tc('-s', 'qdisc', 'show', 'dev', rootIf).trim(); } catch (e) { return e.message; }
     },
     describe() {
       const safe = (f) => { try { return f().trim(); } catch (e) { return e.message; } };

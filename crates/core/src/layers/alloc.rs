@@ -16,6 +16,12 @@
 //!    layer within its maximum that the remaining budget pays for. A higher
 //!    priority (e.g. screen share over camera) is therefore filled to its
 //!    best before a lower one gets more than its minimum.
+//!
+//! Frame rate is only traded away on the lowest spatial layer: above it, a
+//! layer is a candidate at its full temporal rate only. A bigger picture at a
+//! quarter of the frame rate looks worse than a smaller one that moves, and a
+//! receiver that drops to a base temporal layer of a few frames per second
+//! counts it as a freeze.
 
 use super::Layer;
 
@@ -101,6 +107,28 @@ pub struct Plan {
     pub desired: u64,
 }
 
+/// The layers a subscription may get: within its limits, and above the
+/// lowest spatial layer only at their full temporal rate.
+fn candidates(s: &Subscription<'_>) -> Vec<(Layer, u64)> {
+    let allowed: Vec<(Layer, u64)> = s
+        .rates
+        .layers()
+        .filter(|(l, _)| s.limits.allows(*l))
+        .collect();
+    let lowest = allowed.iter().map(|(l, _)| l.spatial).min();
+    allowed
+        .iter()
+        .copied()
+        .filter(|(l, _)| {
+            Some(l.spatial) == lowest
+                || allowed
+                    .iter()
+                    .filter(|(x, _)| x.spatial == l.spatial)
+                    .all(|(x, _)| x.temporal <= l.temporal)
+        })
+        .collect()
+}
+
 /// Splits `estimate` (bit/s) minus `audio` across `subs`.
 pub fn allocate(estimate: u64, audio: u64, subs: &[Subscription<'_>]) -> Plan {
     let mut budget = estimate.saturating_sub(audio);
@@ -108,14 +136,11 @@ pub fn allocate(estimate: u64, audio: u64, subs: &[Subscription<'_>]) -> Plan {
     order.sort_by(|a, b| subs[*b].priority.cmp(&subs[*a].priority).then(a.cmp(b)));
     let mut out = vec![Allocation::Unknown; subs.len()];
     let mut desired = audio;
+    let candidates: Vec<Vec<(Layer, u64)>> = subs.iter().map(candidates).collect();
     // The minimum of each, in priority order.
     for &i in &order {
         let s = &subs[i];
-        let allowed: Vec<(Layer, u64)> = s
-            .rates
-            .layers()
-            .filter(|(l, _)| s.limits.allows(*l))
-            .collect();
+        let allowed = &candidates[i];
         let Some(&(_, best)) = allowed.iter().max_by_key(|(_, r)| *r) else {
             continue;
         };
@@ -138,10 +163,10 @@ pub fn allocate(estimate: u64, audio: u64, subs: &[Subscription<'_>]) -> Plan {
         };
         let s = &subs[i];
         let cur_rate = s.rates.rate(cur).unwrap_or(0);
-        let better = s
-            .rates
-            .layers()
-            .filter(|(l, r)| s.limits.allows(*l) && *r > cur_rate && *r - cur_rate <= budget)
+        let better = candidates[i]
+            .iter()
+            .copied()
+            .filter(|(_, r)| *r > cur_rate && *r - cur_rate <= budget)
             .max_by_key(|(l, r)| (*r, *l));
         if let Some((l, r)) = better {
             budget -= r - cur_rate;
@@ -185,10 +210,10 @@ mod tests {
         assert_eq!(plan.desired, 40_000 + 1_700_000);
         let plan = allocate(3_000_000, 40_000, &[sub(1, &r)]);
         assert_eq!(plan.allocations, vec![Allocation::Layer(Layer::new(2, 2))]);
-        // 260k after audio: the middle stream's base layer (250k) is worth more
-        // than the low stream's top (120k).
+        // 260k after audio: the middle stream's base layer (250k) would fit, but
+        // at a quarter of the frame rate; the low stream at full rate wins.
         let plan = allocate(300_000, 40_000, &[sub(1, &r)]);
-        assert_eq!(plan.allocations, vec![Allocation::Layer(Layer::new(1, 0))]);
+        assert_eq!(plan.allocations, vec![Allocation::Layer(Layer::new(0, 2))]);
     }
 
     #[test]
@@ -208,13 +233,23 @@ mod tests {
         // Input order camera, screen; screen has the higher priority.
         let subs = [sub(1, &cam), sub(5, &screen)];
         let plan = allocate(1_100_000, 0, &subs);
-        // Both get their minimum (60k each); the screen is raised to the most
-        // that fits (900k), the camera with what remains (140k -> 120k).
+        // Both get their minimum (60k each); the screen is raised first, to the
+        // most that fits at full frame rate (500k), the camera with what remains
+        // (540k -> 500k).
+        assert_eq!(
+            plan.allocations,
+            vec![
+                Allocation::Layer(Layer::new(1, 2)),
+                Allocation::Layer(Layer::new(1, 2))
+            ]
+        );
+        // With less, the screen keeps its layer and the camera pays.
+        let plan = allocate(700_000, 0, &subs);
         assert_eq!(
             plan.allocations,
             vec![
                 Allocation::Layer(Layer::new(0, 2)),
-                Allocation::Layer(Layer::new(2, 0))
+                Allocation::Layer(Layer::new(1, 2))
             ]
         );
     }
@@ -227,13 +262,14 @@ mod tests {
         let plan = allocate(5_000_000, 0, &[s.clone()]);
         assert_eq!(plan.allocations, vec![Allocation::Layer(Layer::new(0, 1))]);
         assert_eq!(plan.desired, 90_000);
-        // A minimum above the lowest layer is honoured when it fits.
+        // A minimum above the lowest layer is honoured (at full frame rate),
+        // even past the budget.
         s.limits = LayerLimits {
             min: Layer::new(1, 0),
             max: Layer::new(2, 2),
         };
         let plan = allocate(260_000, 0, &[s]);
-        assert_eq!(plan.allocations, vec![Allocation::Layer(Layer::new(1, 0))]);
+        assert_eq!(plan.allocations, vec![Allocation::Layer(Layer::new(1, 2))]);
     }
 
     #[test]

@@ -1,0 +1,359 @@
+// Simulcast under a constrained network, end to end with real Chromium (needs root:
+// `ip netns`, veth, `tc`). The SFU picks each subscriber's simulcast/temporal layer from
+// that subscriber's send-side bandwidth estimate (TWCC, str0m) and the bitrates it
+// measures per layer of the source.
+//
+//   publisher  Chromium in the root namespace, pages/simulcast.html (@mediamesh/sdk):
+//              fake camera 640x480, session.publish(..., { simulcast: true }) = rids
+//              "0" (1/4: 160x120), "1" (1/2: 320x240), "2" (640x480), VP8 (L1T3 each).
+//   A          Chromium inside a network namespace (lib/netns.js); what the server sends
+//              it is limited to 300 kbit/s by a token bucket on the root side of its veth
+//              (`tc qdisc replace ... tbf rate 300kbit burst 16kb latency 200ms`).
+//   B          Chromium in the root namespace, unlimited.
+//
+// MediaMesh, the page server and the server's ICE candidate are on the root side of the
+// veth (X.1), so all three reach it; only A's downlink crosses the limit.
+//
+// Steps: the publisher publishes and B subscribes; we wait (bounded) until the
+// publisher's outbound-rtp shows all three rids encoding at their sizes with a target
+// bitrate (Chromium ramps its own layers with its send-side estimate):
+// `METRIC simulcast_publisher_three_layers_ms`. Then A's link is limited and A
+// subscribes. Checked (every check runs, failures are reported together):
+//   - A decodes the low layer (frameWidth 160) within 12 s of subscribing
+//     (`METRIC simulcast_limited_low_layer_ms`); after its first second at 160 and for
+//     8 s its freezeCount does not grow, it decodes >= 5 frames/s and stays at 160;
+//     (if it never gets 160: no freeze after its first second of video, whatever layer);
+//   - B decodes 640 and keeps it while A is limited, >= 10 frames/s, no freeze;
+//   - the limit is lifted (`tc qdisc del`): within 10 s A decodes the top layer
+//     (frameWidth 640 at >= 75 % of the publisher's rid-2 frame rate over 1 s:
+//     `METRIC simulcast_lift_to_top_ms`; the first 640 at any rate is
+//     `METRIC simulcast_lift_to_width640_ms`) and keeps decoding there for 2 s.
+// Every subscriber page samples its inbound-rtp every 250 ms and keeps the server's
+// receiver stats events (layer forwarded and its bitrate, once a second). A failure
+// shows A's and B's samples every 500 ms, the publisher's rids, the tc counters, the
+// pages' events and the server's log tail. The server runs with RUST_LOG
+// `info,mediamesh=debug` (keyframe requests per stream are counted from its log);
+// `RUST_LOG=info,mediamesh=debug,mediamesh::worker=trace` adds each session's egress
+// estimate ("egress estimate ... bps=") to tests/e2e/logs/simulcast-bwe.mediamesh.log.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { sleep } from '../lib/server.js';
+import { withMediaMesh } from '../lib/fixtures.js';
+import { startStaticServer } from '../lib/static.js';
+import { launchBrowser, newPage } from '../lib/browser.js';
+import { waitFor } from '../lib/media.js';
+import { ensureOurBundle } from '../lib/mediamesh-sdk.js';
+import { createNetns } from '../lib/netns.js';
+
+before(() => { ensureOurBundle(); });
+
+const ROOM = 'room-simulcast-bwe';
+const CAMERA = { width: 640, height: 480, fps: 20 };   // Chromium's fake camera gives 20 fps
+const WIDTHS = { '0': 160, '1': 320, '2': 640 };   // rid -> frameWidth (scaleResolutionDownBy 4, 2, 1)
+const LIMIT = { rate: '300kbit', burst: '16kb', latency: '200ms' };
+// libwebrtc caps the number of simulcast streams by resolution for "legacy" apps
+// (video/config/simulcast.cc, LimitSimulcastLayerCount): 640x480 falls in the 640x360
+// row, 2 streams, so by default Chromium never encodes rid "2" at this size (measured:
+// rids 0 and 1 only, its send estimate stuck near their sum, ~680 kbit/s). The field
+// trial below lifts that cap, so the publisher sends the three streams the SDK asks for.
+const LAYER_LIMIT_OFF = '--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/';
+const RAMP_LIMIT_MS = 20000;    // publisher: all three rids encoding
+const RAMP_SUSTAIN = 4;         // ... in this many pubStats() samples in a row (250 ms apart)
+const LOW_LIMIT_MS = 12000;     // A: first frames at 160 after subscribing (B: at 640)
+const LOW_OBSERVE_MS = 8000;    // A limited, after its first second at 160
+const GRACE_MS = 1000;          // freezes in A's first second at the low layer are allowed
+const TOP_LIMIT_MS = 10000;     // A: 640 after the limit is lifted
+const TOP_KEEP_MS = 2000;       // A keeps decoding at 640 this long after reaching it
+const TOP_FPS_SHARE = 0.75;     // "top layer": 640 at >= 75 % of the publisher's rid-2 frame rate
+const SAMPLE_ROWS_MS = 500;
+
+// The server's debug log says which keyframe requests it got from players and sent to
+// the publisher, per simulcast stream (the log level can be overridden with RUST_LOG).
+if (!process.env.RUST_LOG) process.env.RUST_LOG = 'info,mediamesh=debug';
+
+/** Keyframe requests in the server's log: from players (by peer) and to the publisher (by stream). */
+function keyframeRequests(server) {
+  let text = '';
+  try { text = readFileSync(server.logPath, 'utf8'); } catch (e) { return `(log unreadable: ${e.message})`; }
+  const peers = {};
+  for (const m of text.matchAll(/session created session=(\w+) room=\S+ peer=(\S+)/g)) peers[m[1]] = m[2];
+  const count = {};
+  for (const m of text.matchAll(/keyframe request from player session=(\w+)/g)) { const k = `from ${peers[m[1]] ?? m[1]}`; count[k] = (count[k] ?? 0) + 1; }
+  for (const m of text.matchAll(/keyframe request to publisher .*stream=(\S+)/g)) { const k = `to publisher stream=${m[1]}`; count[k] = (count[k] ?? 0) + 1; }
+  return Object.entries(count).map(([k, n]) => `${k}: ${n}`).join(', ') || '(none logged)';
+}
+
+const T = (at, t0) => ((at - t0) / 1000).toFixed(1);
+
+test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s gets the low layer without freezes and the top layer within 10 s of the limit going; an unlimited one keeps the top layer', { timeout: 90000 }, async () => {
+  const tStart = Date.now();
+  const ns = createNetns();
+  if (ns.removedLeftovers.length) console.log(`# removed leftovers of earlier runs: ${ns.removedLeftovers.join(', ')}`);
+  console.log(`# netns ${ns.name}: root ${ns.rootIf} ${ns.rootAddr}/24 <-> ${ns.nsIf} ${ns.nsAddr}/24`);
+  let web = null;
+  const browsers = [];
+  let failed = true;
+  try {
+    web = await startStaticServer({ host: ns.rootAddr });
+    // getUserMedia needs a secure context; http://X.1:PORT is not loopback.
+    const secure = `--unsafely-treat-insecure-origin-as-secure=${web.base}`;
+    const [rootBrowser, nsBrowser] = await Promise.all([
+      launchBrowser({ extraArgs: [secure, LAYER_LIMIT_OFF] }),
+      launchBrowser({ executablePath: ns.chromium, extraArgs: [secure] })
+        .catch((e) => { throw new Error(`Chromium inside network namespace ${ns.name} (launcher ${ns.chromium}) did not start: ${e.message}` + ns.describe()); }),
+    ]);
+    browsers.push(rootBrowser, nsBrowser);
+
+    await withMediaMesh('simulcast-bwe', { host: ns.rootAddr }, async (server) => {
+      const open = async (browser, label) => {
+        const p = await newPage(browser, label);
+        await p.goto(`${web.base}/simulcast.html`);
+        await p.waitForFunction(() => window.sc?.ready === true, null, { timeout: 20000 })
+          .catch((e) => { throw new Error(`${label}: simulcast.html did not load /sdk/mediamesh-sdk.js: ${e.message}` + p.describe()); });
+        return p;
+      };
+      const [pub, A, B] = await Promise.all([open(rootBrowser, 'publisher'), open(nsBrowser, 'A-limited'), open(rootBrowser, 'B-unlimited')]);
+
+      // Failure context: samples of A and B every 500 ms, the server's receiver stats, the
+      // publisher's layers, the tc counters, the pages' events.
+      let t0 = Date.now();          // A's subscribe call: times in the samples are relative to it
+      let tRows = t0;               // samples are printed from here (B's subscribe call)
+      const marks = [];             // { at, what }: steps shown beside the samples
+      const pubRows = [];
+      const dbg = async (page) => {
+        try {
+          const d = await page.evaluate(() => window.sc.debug());
+          return `\n--- ${page.label}: state=${d.state} conn_id=${d.connId} pc=${JSON.stringify(d.pc)} receiver=${d.receiver} (${d.subStatus})` +
+            `\n--- ${page.label} events: ${d.events.slice(-25).map((e) => `${T(e.at, t0)}s ${e.type} ${JSON.stringify(e.value ?? e.status ?? e.state ?? e.error ?? '')}`).join(' ; ')}` +
+            `\n--- ${page.label} pc states: ${d.states.map((s) => s.replace(/^\d+/, (x) => `${T(Number(x), t0)}s`)).join(' | ')}` + page.describe();
+        } catch (e) { return `\n--- ${page.label}: debug failed: ${e.message}`; }
+      };
+      const rows = async () => {
+        const [sa, sb, ra, rb] = await Promise.all([
+          A.evaluate((s) => window.sc.samples(s), tRows).catch(() => []), B.evaluate((s) => window.sc.samples(s), tRows).catch(() => []),
+          A.evaluate((s) => window.sc.rstats(s), tRows - 2000).catch(() => []), B.evaluate((s) => window.sc.rstats(s), tRows - 2000).catch(() => []),
+        ]);
+        const end = Math.max(...[...sa, ...sb].map((x) => x.at), tRows);
+        const last = (arr, at) => { let r = null; for (const x of arr) { if (x.at <= at) r = x; else break; } return r; };
+        const fmt = (s, r) => (s?.inbound ? `w=${s.frameWidth} dec=${s.framesDecoded} frz=${s.freezeCount} kB=${Math.round(s.bytesReceived / 1000)} lost=${s.packetsLost} pli=${s.pliCount}` : 'no inbound-rtp') +
+          (r ? ` [srv s${r.spatial}t${r.temporal} ${r.kbps}kbps]` : '');
+        const out = [];
+        for (let at = tRows; at <= end + 1; at += SAMPLE_ROWS_MS) {
+          const m = marks.filter((x) => x.at > at - SAMPLE_ROWS_MS && x.at <= at).map((x) => `  <- ${x.what}`).join('');
+          out.push(`  ${at >= t0 ? '+' : ''}${T(at, t0)}s  A: ${fmt(last(sa, at), last(ra, at))}  |  B: ${fmt(last(sb, at), last(rb, at))}${m}`);
+        }
+        return out.join('\n');
+      };
+      const context = async () => `\n--- samples every ${SAMPLE_ROWS_MS} ms, times from A's subscribe call (w frameWidth, dec framesDecoded, frz freezeCount, kB bytesReceived; srv = layer and bitrate the server reports forwarding; <- a step taken in the 500 ms before the row):\n${await rows()}` +
+        `\n--- publisher rids (last): ${JSON.stringify(pubRows.slice(-2))}` +
+        `\n--- tc (root side of A's link):\n${ns.qdisc()}` + (await dbg(pub)) + (await dbg(A)) + (await dbg(B)) + ns.describe();
+
+      // 1. Publisher: 640x480 camera, 3-layer simulcast.
+      const cam = await pub.evaluate((o) => window.sc.camera(o), CAMERA);
+      assert.deepEqual([cam.width, cam.height], [CAMERA.width, CAMERA.height], `publisher: fake camera size ${JSON.stringify(cam)}`);
+      const join = async (page, peer, receivers) => {
+        const token = await server.token('webrtc', ROOM, peer);
+        const r = await page.evaluate((o) => window.sc.join(o), { url: server.base, token, room: ROOM, peer, receivers })
+          .catch(async (e) => { throw new Error(`${peer}: connect failed: ${e.message}` + await dbg(page)); });
+        assert.equal(r.state, 'connected', `${peer}: session state after connect ${JSON.stringify(r)}` + await dbg(page));
+        return r;
+      };
+      await join(pub, 'publisher', { audio: 0, video: 0 });
+      const tPublish = Date.now();
+      const enc = await pub.evaluate(() => window.sc.publish({ simulcast: true }));
+      const pubSdp = await pub.evaluate(() => window.sc.debug());
+      const simLines = (sdp) => (sdp || '').split('\r\n').filter((l) => /^a=(rid|simulcast):/.test(l)).join(' | ');
+      console.log(`# publisher: camera ${JSON.stringify(cam)}; sender encodings ${JSON.stringify(enc.encodings.map((e) => ({ rid: e.rid, active: e.active, scaleResolutionDownBy: e.scaleResolutionDownBy })))}; codecs ${[...new Set(enc.codecs)].join(',')}`);
+      const videoExt = (sdp) => ((sdp || '').split('m=video')[1] || '').split('\r\n').filter((l) => l.startsWith('a=extmap:')).map((l) => l.replace(/^a=extmap:\d+ /, '').replace(/^.*[/:]/, '')).join(',');
+      console.log(`# publisher offer: ${simLines(pubSdp.local)}; server answer: ${simLines(pubSdp.remote)}; header extensions accepted for video: ${videoExt(pubSdp.remote)}`);
+      // A and B connect while the publisher ramps; B (unlimited) subscribes at once: a
+      // track nobody watches may get its publisher capped to its base layer (the server
+      // tells it by REMB), and the publisher would then never ramp.
+      await Promise.all([join(A, 'A-limited', { audio: 0, video: 1 }), join(B, 'B-unlimited', { audio: 0, video: 1 })]);
+      const subscribe = (p) => p.evaluate(() => window.sc.subscribe({ peer: 'publisher', track: 'video_main' }))
+        .catch(async (e) => { throw new Error(`${p.label}: subscribe(publisher/video_main) failed: ${e.message}` + await context()); });
+      const tSubB = Date.now();
+      tRows = tSubB;
+      const subB = await subscribe(B);
+      console.log(`# B subscribed on ${subB.receiver} in ${subB.at - tSubB} ms`);
+
+      // 2. Wait until Chromium encodes all three rids at their sizes (frames rising).
+      //    Sustained: the last RAMP_SUSTAIN samples (250 ms apart) all show it.
+      const threeOk = (s, p) => p && Object.entries(WIDTHS).every(([rid, w]) => s.rids[rid]?.frameWidth === w && s.rids[rid].targetBitrate > 0 && s.rids[rid].framesEncoded > (p.rids[rid]?.framesEncoded ?? 0));
+      const three = await waitFor(`publisher: outbound-rtp of rids 0, 1, 2 encoding at ${Object.values(WIDTHS).join('/')} wide (framesEncoded rising for ${RAMP_SUSTAIN} samples in a row) within ${RAMP_LIMIT_MS} ms of publish()`,
+        async () => { const s = await pub.evaluate(() => window.sc.pubStats()); pubRows.push(s); if (pubRows.length > 200) pubRows.shift(); return pubRows; },
+        (rs) => rs.length > RAMP_SUSTAIN && rs.slice(-RAMP_SUSTAIN).every((r, i, a) => threeOk(r, i ? a[i - 1] : rs[rs.length - RAMP_SUSTAIN - 1])),
+        { timeoutMs: RAMP_LIMIT_MS, intervalMs: 250, context: async () => `\n--- publisher rids (every 250 ms):\n${pubRows.slice(-40).map((r) => `  +${T(r.at, tPublish)}s out=${r.availableOutgoingBitrate} ${Object.entries(r.rids).map(([rid, x]) => `rid${rid}: ${x.frameWidth}x${x.frameHeight} enc=${x.framesEncoded} tgt=${x.targetBitrate} ${x.qualityLimitationReason} ${x.scalabilityMode ?? ''}`).join(' ; ')}`).join('\n')}` + await dbg(pub) });
+      const first3 = three.find((r, i) => i && threeOk(r, three[i - 1]));
+      const last = three.at(-1);
+      const rampMs = three.at(-RAMP_SUSTAIN).at - tPublish;
+      console.log(`# publisher: three layers first seen ${first3.at - tPublish} ms after publish(), steadily from ${rampMs} ms; available out ${last.availableOutgoingBitrate}; ${Object.entries(last.rids).map(([rid, x]) => `rid ${rid} ${x.frameWidth}x${x.frameHeight} ${x.fps} fps target ${x.targetBitrate} ${x.encoder} ${x.scalabilityMode ?? ''}`).join('; ')}`);
+      console.log(`METRIC simulcast_publisher_three_layers_ms=${rampMs}`);
+
+      // 3. Limit A's downlink, then A subscribes.
+      ns.limit(LIMIT);
+      console.log(`# limited ${ns.rootIf} (server -> A): tbf rate ${LIMIT.rate} burst ${LIMIT.burst} latency ${LIMIT.latency}`);
+      t0 = Date.now();
+      marks.push({ at: t0, what: `limit on, A subscribes` });
+      const subA = await subscribe(A);
+      console.log(`# A subscribed on ${subA.receiver} in ${subA.at - t0} ms (B ${((t0 - tSubB) / 1000).toFixed(1)} s earlier)`);
+      const samplesOf = (page, since = t0) => page.evaluate((s) => window.sc.samples(s), since);
+
+      // Every check of the issue is made, even after an earlier one failed (each phase
+      // still runs, bounded), so one run reports all of them with their numbers.
+      const failures = [];
+      const check = (ok, msg) => { if (!ok) failures.push(msg); return ok; };
+      // Polls the page's own samples (bounded) for the first decoded frame at `width`.
+      const firstAt = async (page, width, since, timeoutMs) => {
+        const deadline = since + timeoutMs;
+        while (true) {
+          const s = (await samplesOf(page, since)).find((x) => x.frameWidth === width && x.framesDecoded > 0 && x.at <= deadline);
+          if (s || Date.now() > deadline + 300) return s ?? null;
+          await sleep(200);
+        }
+      };
+      // The first sample from `since` (bounded) at frameWidth `width` whose last second
+      // was all at that width with at least `minFps` decoded frames per second.
+      const fullRateAt = async (page, width, minFps, since, timeoutMs) => {
+        const deadline = since + timeoutMs;
+        while (true) {
+          const s = (await samplesOf(page, since - 1500)).filter((x) => x.inbound);
+          const hit = s.find((x, i) => {
+            if (x.at < since || x.at > deadline || x.frameWidth !== width) return false;
+            let j = i;
+            while (j > 0 && s[j - 1].at > x.at - 1000) j -= 1;
+            const w = s[j - 1];
+            return w && s.slice(j, i + 1).every((y) => y.frameWidth === width) && ((x.framesDecoded - w.framesDecoded) * 1000) / (x.at - w.at) >= minFps;
+          });
+          if (hit || Date.now() > deadline + 300) return hit ?? null;
+          await sleep(200);
+        }
+      };
+      // One phase of a subscriber's samples: frames, fps, kbit/s, freezes, widths seen (share of samples).
+      const summary = (all) => {
+        const s = all.filter((x) => x.inbound);
+        if (s.length < 2) return { n: s.length, frames: 0, fps: 0, kbps: 0, freezes: 0, widths: {} };
+        const [a, b] = [s[0], s.at(-1)];
+        const widths = {};
+        for (const x of s) widths[x.frameWidth] = (widths[x.frameWidth] ?? 0) + 1;
+        return { n: s.length, from: T(a.at, t0), to: T(b.at, t0), frames: b.framesDecoded - a.framesDecoded, fps: +(((b.framesDecoded - a.framesDecoded) * 1000) / (b.at - a.at)).toFixed(1),
+          kbps: Math.round(((b.bytesReceived - a.bytesReceived) * 8) / (b.at - a.at)), freezes: b.freezeCount - a.freezeCount, freezeCount: [a.freezeCount, b.freezeCount],
+          freezeMs: Math.round((b.totalFreezesDuration - a.totalFreezesDuration) * 1000), widths };
+      };
+      const layersOf = async (page, from, to) => (await page.evaluate((s) => window.sc.rstats(s), from)).filter((r) => r.at <= to).map((r) => `s${r.spatial}t${r.temporal}:${r.kbps}`).join(' ');
+
+      // 4. Limited phase. A at the low layer (bounded wait), B at the top.
+      const [lowA, topB] = await Promise.all([firstAt(A, 160, t0, LOW_LIMIT_MS), firstAt(B, 640, tSubB, LOW_LIMIT_MS)]);
+      check(lowA, `A (limited to ${LIMIT.rate}): no frame decoded at frameWidth 160 (the low layer) within ${LOW_LIMIT_MS} ms of subscribing`);
+      check(topB, `B (unlimited): no frame decoded at frameWidth 640 (the top layer) within ${LOW_LIMIT_MS} ms of its subscribe call`);
+      if (lowA) console.log(`METRIC simulcast_limited_low_layer_ms=${lowA.at - t0}`);
+      if (topB) console.log(`METRIC simulcast_unlimited_top_layer_ms=${topB.at - tSubB}`);
+      //    Observed for LOW_OBSERVE_MS after A's first second at 160 (without a 160, until
+      //    the wait's end + the same length, so that what A got instead is on record).
+      const aFrom = (lowA ? lowA.at : t0 + LOW_LIMIT_MS - LOW_OBSERVE_MS) + GRACE_MS;
+      const limitedEnd = aFrom + LOW_OBSERVE_MS;
+      await sleep(Math.max(0, limitedEnd - Date.now()));
+      const bFrom = Math.max(t0, (topB ? topB.at : tSubB) + GRACE_MS);
+      const [allA, allB] = await Promise.all([samplesOf(A, t0), samplesOf(B, t0)]);
+      const limA = summary(allA.filter((x) => x.at >= aFrom && x.at <= limitedEnd));
+      const limB = summary(allB.filter((x) => x.at >= bFrom && x.at <= limitedEnd));
+      const wholeA = summary(allA.filter((x) => x.at <= limitedEnd));
+      console.log(`# limited, A from ${lowA ? 'its first second at 160' : '(never at 160)'}: ${JSON.stringify(limA)}; A from subscribing: ${JSON.stringify(wholeA)}`);
+      console.log(`# limited, B from A's subscribe call (and after its own first second at 640): ${JSON.stringify(limB)}`);
+      console.log(`# server: layer:kbit/s forwarded to A while limited, once a second: ${await layersOf(A, t0, limitedEnd)}`);
+      console.log(`# server: layer:kbit/s forwarded to B while A was limited: ${await layersOf(B, t0, limitedEnd)}`);
+      console.log(`# tc while limited: ${ns.qdisc().replace(/\n\s*/g, ' ')}`);
+      console.log(`METRIC simulcast_limited_A_fps=${limA.fps}`);
+      console.log(`METRIC simulcast_limited_A_kbps=${limA.kbps}`);
+      console.log(`METRIC simulcast_limited_A_freezes=${limA.freezes}`);
+      console.log(`METRIC simulcast_limited_A_freezes_from_subscribe=${wholeA.freezeCount?.[1] ?? 0}`);
+      console.log(`METRIC simulcast_unlimited_B_fps=${limB.fps}`);
+      console.log(`METRIC simulcast_unlimited_B_freezes=${limB.freezes}`);
+      if (lowA) {
+        check(limA.n >= 8, `A: only ${limA.n} samples in ${LOW_OBSERVE_MS} ms while limited (the page's sampling stalled)`);
+        check(limA.freezes === 0, `A (limited): freezeCount grew ${limA.freezeCount[0]} -> ${limA.freezeCount[1]} (${limA.freezeMs} ms frozen) after its first second at the low layer`);
+        check(limA.fps >= 5, `A (limited): ${limA.fps} decoded frames/s at the low layer (want >= 5)`);
+        check(Object.keys(limA.widths).every((w) => w === '160'), `A (limited to ${LIMIT.rate}): left the low layer while limited: samples per frameWidth ${JSON.stringify(limA.widths)}`);
+      } else {
+        // What A got instead, and whether that at least played without freezes after its first second.
+        const firstFrame = allA.find((x) => x.framesDecoded > 0);
+        const instead = summary(allA.filter((x) => firstFrame && x.at >= firstFrame.at + GRACE_MS && x.at <= limitedEnd));
+        console.log(`# A while limited decoded (samples per frameWidth) ${JSON.stringify(wholeA.widths)} instead of 160: ${JSON.stringify(instead)}`);
+        check(instead.freezes === 0, `A (limited): freezeCount grew ${instead.freezeCount?.[0]} -> ${instead.freezeCount?.[1]} (${instead.freezeMs} ms frozen) after its first second of video ` +
+          `(at frameWidth ${Object.keys(instead.widths).join('/')}, ${instead.fps} decoded frames/s)`);
+      }
+      check(limB.n >= 8 && Object.keys(limB.widths).every((w) => w === '640'), `B (unlimited): left the top layer while A was limited: samples per frameWidth ${JSON.stringify(limB.widths)}`);
+      check(limB.freezes === 0, `B (unlimited): freezeCount grew ${limB.freezeCount?.[0]} -> ${limB.freezeCount?.[1]} while A was limited`);
+      check(limB.fps >= 10, `B (unlimited): ${limB.fps} decoded frames/s at the top layer (want >= 10)`);
+
+      // 5. Lift the limit: A reaches the top layer within 10 s and keeps decoding there.
+      const pubAtLift = await pub.evaluate(() => window.sc.pubStats());
+      console.log(`# publisher at the lift: ${Object.entries(pubAtLift.rids).map(([rid, x]) => `rid ${rid} ${x.frameWidth}x${x.frameHeight} ${x.fps} fps enc=${x.framesEncoded} target ${x.targetBitrate} ${x.qualityLimitationReason}`).join('; ')}`);
+      const tLift = Date.now();
+      ns.unlimit();
+      marks.push({ at: tLift, what: 'limit lifted' });
+      //    The top layer = frameWidth 640 at (nearly) the frame rate the publisher encodes
+      //    rid 2 with: while limited the server may already send 640 at a lower temporal
+      //    layer (fewer fps), which frameWidth alone does not tell apart.
+      const minFps = TOP_FPS_SHARE * (pubAtLift.rids['2']?.fps || CAMERA.fps);
+      const topA = await fullRateAt(A, 640, minFps, tLift, TOP_LIMIT_MS);
+      const width640 = (await samplesOf(A, tLift)).find((x) => x.frameWidth === 640 && x.at <= tLift + TOP_LIMIT_MS);
+      check(topA, `A: not at the top layer (frameWidth 640 at >= ${minFps.toFixed(1)} decoded frames/s over 1 s) within ${TOP_LIMIT_MS} ms of the limit being lifted` +
+        (width640 ? ` (frameWidth 640 from ${width640.at - tLift} ms, at a lower frame rate)` : ' (no frame at 640 at all)'));
+      if (topA) console.log(`METRIC simulcast_lift_to_top_ms=${topA.at - tLift}`);
+      if (width640) console.log(`METRIC simulcast_lift_to_width640_ms=${width640.at - tLift}`);
+      await sleep(topA ? TOP_KEEP_MS : 0);
+      //    640 may first come at a lower temporal layer (fewer fps) while A's estimate
+      //    still grows: until 10 s after the lift, note when the server reports
+      //    forwarding the top layer at its full frame rate (s2t2) to A (not asserted).
+      const fullTop = await (async () => {
+        while (true) {
+          const r = (await A.evaluate((x) => window.sc.rstats(x), tLift)).find((x) => x.spatial === 2 && x.temporal === 2);
+          if (r || Date.now() > tLift + TOP_LIMIT_MS) return r ?? null;
+          await sleep(250);
+        }
+      })();
+      console.log(`METRIC simulcast_lift_to_full_top_ms=${fullTop ? fullTop.at - tLift : `none within ${TOP_LIMIT_MS}`}`);
+      const [upA, endB] = await Promise.all([samplesOf(A, tLift), samplesOf(B, tLift)]);
+      const keepA = topA ? summary(upA.filter((x) => x.at >= topA.at)) : null;
+      const liftA = summary(upA);
+      const liftB = summary(endB);
+      const path = upA.filter((x, i) => x.frameWidth && x.frameWidth !== upA[i - 1]?.frameWidth).map((x) => `${x.frameWidth}@+${((x.at - tLift) / 1000).toFixed(1)}s`).join(' -> ');
+      console.log(`# lifted: A's widths ${path || '(none)'}; A since the lift ${JSON.stringify(liftA)}; at 640 ${JSON.stringify(keepA)}; B since the lift ${JSON.stringify(liftB)}`);
+      console.log(`# server: layer:kbit/s forwarded to A after the lift: ${await layersOf(A, tLift, Date.now())}`);
+      if (topA) check(keepA.frames >= 10 && upA.at(-1).frameWidth === 640, `A: after reaching 640 it should keep decoding at 640 for ${TOP_KEEP_MS} ms: ${JSON.stringify(keepA)}`);
+      const lastA = upA.at(-1) ?? allA.at(-1);
+      const lastB = endB.at(-1) ?? allB.at(-1);
+      console.log(`METRIC simulcast_A_frames_total=${lastA?.framesDecoded}`);
+      console.log(`METRIC simulcast_A_freezes_total=${lastA?.freezeCount}`);
+      console.log(`METRIC simulcast_B_frames_total=${lastB?.framesDecoded}`);
+      console.log(`METRIC simulcast_B_freezes_total=${lastB?.freezeCount}`);
+      console.log(`# server keyframe requests (debug log): ${keyframeRequests(server)}`);
+      // The layers the server reported forwarding: a VP8 L1T3 source whose temporal
+      // layers never show (t0 only, at the full frame rate) is one whose packets carry
+      // no TID: libwebrtc strips the VP8 payload descriptor to its minimum (no picture
+      // id, TL0PICIDX, TID) when the Dependency Descriptor extension is negotiated.
+      const temporals = new Set((await Promise.all([A, B].map((p) => p.evaluate(() => window.sc.rstats(0))))).flat().filter((r) => r.kbps > 0).map((r) => r.temporal));
+      const ddAccepted = /dependency-descriptor/.test(videoExt(pubSdp.remote));
+      const note = temporals.size === 1 && temporals.has(0)
+        ? `the server reported temporal layer 0 only for this L1T3 source${ddAccepted ? ' (it accepted the Dependency Descriptor extension from the publisher: Chromium then sends VP8 without TID/picture id)' : ''}`
+        : `temporal layers reported by the server: ${[...temporals].sort().join(', ')}`;
+      console.log(`# ${note}`);
+      if (failures.length) {
+        throw new Error(`${failures.length} check(s) failed:\n  - ${failures.join('\n  - ')}\n  (${note})` + await context());
+      }
+      console.log(`# whole test ${Date.now() - tStart} ms`);
+    });
+    failed = false;
+  } finally {
+    for (const b of browsers) await b.close().catch(() => {});
+    await web?.close().catch(() => {});
+    const errs = ns.destroy();
+    if (errs.length) {
+      const msg = `cleanup of ${ns.name}/${ns.rootIf} failed: ${errs.join('; ')}`;
+      if (!failed) throw new Error(msg);
+      console.error(`# ${msg}`);
+    }
+  }
+});
