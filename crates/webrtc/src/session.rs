@@ -246,7 +246,7 @@ fn without_vp8_dependency_descriptor(offer: &str) -> String {
 }
 
 /// Where the send-side bandwidth estimate starts.
-const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(300);
 
 /// Orders simulcast rids from the lowest quality to the highest. Known
 /// naming schemes are recognised (`q`/`h`/`f`, `l`/`m`/`h`, `low`/`mid`/`high`,

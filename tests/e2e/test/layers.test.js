@@ -29,7 +29,8 @@ const CASES = [
 // Chromium ramps its encoder up over its own bandwidth estimate: the top layer can
 // take a while to appear on a fresh connection.
 const TOP_MS = 30000;
-const STEP_MS = 10000;
+// A step up may wait for the subscriber's bandwidth estimate to grow (it starts at 300 kbit/s).
+const STEP_MS = 20000;
 
 test('layers: receiver limits choose the spatial layer of VP8 simulcast, VP9 SVC, H264 simulcast and AV1 SVC published by Chromium; no renegotiation, no freeze', { timeout: 300000 }, () => chromium.withMediaMesh('layers', {}, async (server, open) => {
   for (const c of CASES) {

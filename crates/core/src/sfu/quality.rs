@@ -2,7 +2,8 @@
 //! split across its video receivers (see [`crate::layers::alloc`]) and each
 //! receiver's selector is given the chosen layer.
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use super::{Output, Sfu, SfuError};
 use crate::layers::alloc::{self, Allocation, LayerLimits, LayerRates, Subscription};
@@ -16,13 +17,51 @@ const AUDIO_BPS: u64 = 50_000;
 /// bursts (keyframes), retransmissions and probes, so the link never sits at
 /// its limit.
 const USABLE_PERCENT: u64 = 90;
+/// The share used while the estimate cannot pay for every receiver's best
+/// layer. str0m (like libwebrtc) probes for more bandwidth only while the
+/// sender is application-limited (below ~65 % of its estimate); a sender that
+/// fills its estimate only grows it by ~1.5x of what it sends, so it would
+/// never discover a link that got faster. Staying under that line keeps the
+/// periodic probes going, and the receivers move up as soon as one succeeds.
+const DEFICIENT_PERCENT: u64 = 60;
+
+/// How long a higher estimate must hold before receivers move up on it. A
+/// probe cluster can pass a shaper's burst allowance and lift the estimate
+/// for a moment; moving up on that and back down costs a freeze. Moving
+/// down is never delayed.
+const UPGRADE_HOLD: Duration = Duration::from_millis(1500);
 
 /// A peer's bandwidth state.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct PeerBudget {
-    estimate: u64,
+    /// Estimates with the time they arrived, the oldest one in force at
+    /// `now - UPGRADE_HOLD` first.
+    estimates: VecDeque<(Instant, u64)>,
     /// The desired bitrate last told to the transport.
     desired: u64,
+}
+
+impl PeerBudget {
+    fn push(&mut self, bps: u64, now: Instant) {
+        self.estimates.push_back((now, bps));
+        self.trim(now);
+    }
+
+    fn trim(&mut self, now: Instant) {
+        let Some(cut) = now.checked_sub(UPGRADE_HOLD) else {
+            return;
+        };
+        while self.estimates.len() > 1 && self.estimates.get(1).is_some_and(|(t, _)| *t <= cut) {
+            self.estimates.pop_front();
+        }
+    }
+
+    /// The estimate to allocate by: the lowest one in force during the
+    /// last [`UPGRADE_HOLD`] (so the newest when it went down).
+    fn sustained(&mut self, now: Instant) -> Option<u64> {
+        self.trim(now);
+        self.estimates.iter().map(|(_, b)| *b).min()
+    }
 }
 
 impl Allocation {
@@ -60,7 +99,7 @@ impl Sfu {
         if !self.peers.contains_key(&peer) {
             return;
         }
-        self.estimates.entry(peer).or_default().estimate = bps;
+        self.estimates.entry(peer).or_default().push(bps, now);
         self.reallocate(peer, now);
     }
 
@@ -84,7 +123,7 @@ impl Sfu {
 
     /// Splits a peer's estimate across its video receivers and sets their
     /// targets. Without an estimate (yet) every receiver aims at its limit.
-    fn reallocate(&mut self, peer: PeerId, _now: Instant) {
+    fn reallocate(&mut self, peer: PeerId, now: Instant) {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
@@ -119,10 +158,14 @@ impl Sfu {
                 })
             })
             .collect();
-        let budget = self.estimates.get(&peer).copied();
-        let usable = budget.map_or(u64::MAX, |b| b.estimate / 100 * USABLE_PERCENT);
-        let plan = alloc::allocate(usable, audio, &subs);
-        let desired = plan.desired;
+        let estimate = self.estimates.get_mut(&peer).and_then(|b| b.sustained(now));
+        let usable = estimate.map_or(u64::MAX, |e| e / 100 * USABLE_PERCENT);
+        let mut plan = alloc::allocate(usable, audio, &subs);
+        if let Some(e) = estimate.filter(|e| plan.desired > *e) {
+            plan = alloc::allocate(e / 100 * DEFICIENT_PERCENT, audio, &subs);
+        }
+        // Probe for the best layers plus the headroom kept on top of them.
+        let desired = plan.desired / USABLE_PERCENT * 100;
         drop(subs);
         for (rid, a) in video.iter().zip(plan.allocations) {
             let Some(r) = self.receivers.get_mut(rid) else {
@@ -143,5 +186,28 @@ impl Sfu {
                     .push_back(Output::DesiredBitrate { peer, bps: desired });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_higher_estimate_counts_after_it_held_a_drop_at_once() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut b = PeerBudget::default();
+        assert_eq!(b.sustained(t0), None);
+        b.push(300_000, t0);
+        b.push(900_000, t0 + ms(1000));
+        // The probe's 900k is not trusted until it held 1.5 s.
+        assert_eq!(b.sustained(t0 + ms(1200)), Some(300_000));
+        assert_eq!(b.sustained(t0 + ms(2400)), Some(300_000));
+        assert_eq!(b.sustained(t0 + ms(2500)), Some(900_000));
+        // A drop counts at once.
+        b.push(250_000, t0 + ms(2600));
+        assert_eq!(b.sustained(t0 + ms(2600)), Some(250_000));
+        assert!(b.estimates.len() <= 2);
     }
 }
