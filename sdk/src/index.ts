@@ -23,6 +23,8 @@ export type {
   SubscriptionStatus,
   MessageChannelEvents,
 } from './session.js';
+export { AudioMixer } from './mixer.js';
+export type { MixerOptions, MixerEvents, MixerOutput } from './mixer.js';
 export { MediaMeshError } from './errors.js';
 export type { LocalErrorCode } from './errors.js';
 export { Emitter } from './emitter.js';

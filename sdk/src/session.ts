@@ -12,6 +12,8 @@ import { Emitter } from './emitter.js';
 import { MediaMeshError } from './errors.js';
 import { postProtobuf } from './http.js';
 import { ControlProtocol, type SdkEvent } from './protocol.js';
+import { AudioMixer, type MixerOptions } from './mixer.js';
+import type { ServerEvent as FeaturesEvent } from './gen/features_pb.js';
 import { buildTracks, receiverConfig, senderConfig, senderSource, type ReceiverSlot, type SenderSlot } from './tracks.js';
 import type {
   ChannelMessage,
@@ -53,6 +55,8 @@ export interface ConnectOptions {
   version?: string;
   /** `fetch` to use (default `globalThis.fetch`). */
   fetch?: typeof fetch;
+  /** The audio mixer: N audio outputs the server fills with the loudest speakers ({@link Session.mixer}). */
+  mixer?: MixerOptions;
 }
 
 /** Options of {@link Session.publish}. */
@@ -108,6 +112,8 @@ interface ReceiverEntry {
   slot: ReceiverSlot;
   transceiver: RTCRtpTransceiver;
   subscription: Subscription | null;
+  /** Reserved as a mixer output (never used for subscriptions). */
+  mixer?: boolean;
 }
 
 interface SenderEntry {
@@ -118,7 +124,7 @@ interface SenderEntry {
 
 const sourceKey = (s: TrackSource) => `${s.peer}\u0000${s.track}`;
 
-function roomJoin(info: JoinInfo): RoomJoin {
+function roomJoin(info: JoinInfo, mixer: AudioMixer | null): RoomJoin {
   const mode = info.mode ?? 'full';
   return create(RoomJoinSchema, {
     room: info.room,
@@ -126,7 +132,7 @@ function roomJoin(info: JoinInfo): RoomJoin {
     ...(info.metadata !== undefined ? { metadata: info.metadata } : {}),
     publish: { peer: true, tracks: true },
     subscribe: { peers: mode === 'full', tracks: mode !== 'manual' },
-    features: {},
+    features: mixer ? { mixer: mixer.joinConfig() } : {},
   });
 }
 
@@ -190,6 +196,8 @@ export class Session extends Emitter<SessionEvents> {
   readonly dataChannel: RTCDataChannel;
   /** The request/response layer on the data channel. */
   readonly protocol: ControlProtocol;
+  /** The audio mixer, when connected with `mixer`. */
+  readonly mixer: AudioMixer | null = null;
 
   private readonly opts: Required<Pick<ConnectOptions, 'requestTimeoutMs' | 'httpTimeoutMs' | 'connectTimeoutMs' | 'autoRestartIce' | 'version'>> & ConnectOptions;
   private token: string;
@@ -237,6 +245,18 @@ export class Session extends Emitter<SessionEvents> {
     const pool = { audio: options.receivers?.audio ?? 1, video: options.receivers?.video ?? 1 };
     for (let i = 0; i < pool.audio; i++) this.addReceiver('audio');
     for (let i = 0; i < pool.video; i++) this.addReceiver('video');
+    if (options.mixer) {
+      const outputs = Array.from({ length: Math.max(0, options.mixer.outputs) }, () => {
+        const e = this.addReceiver('audio');
+        e.mixer = true;
+        return { name: e.slot.name, stream: new MediaStream([e.transceiver.receiver.track]) };
+      });
+      const host = {
+        requestMixer: (action: { case: 'attach' | 'detach'; value: { sources: TrackSource[] } }) =>
+          this.protocol.request('features', { feature: { case: 'mixer', value: { action } } }),
+      };
+      this.mixer = new AudioMixer(host, outputs, options.mixer);
+    }
     this.pc.addEventListener('icecandidate', (ev) => {
       const c = ev.candidate?.candidate;
       if (c) this.trickle(c);
@@ -308,7 +328,7 @@ export class Session extends Emitter<SessionEvents> {
         ConnectRequestSchema,
         create(ConnectRequestSchema, {
           version: this.opts.version,
-          ...(this.joinInfo ? { join: roomJoin(this.joinInfo) } : {}),
+          ...(this.joinInfo ? { join: roomJoin(this.joinInfo, this.mixer) } : {}),
           tracks: this.currentTracks(),
           sdp: this.pc.localDescription!.sdp,
         }),
@@ -426,7 +446,7 @@ export class Session extends Emitter<SessionEvents> {
             ConnectRequestSchema,
             create(ConnectRequestSchema, {
               version: this.opts.version,
-              ...(this.joinInfo ? { join: roomJoin(this.joinInfo) } : {}),
+              ...(this.joinInfo ? { join: roomJoin(this.joinInfo, this.mixer) } : {}),
               tracks: this.currentTracks(),
               sdp: this.pc.localDescription!.sdp,
             }),
@@ -586,8 +606,8 @@ export class Session extends Emitter<SessionEvents> {
   async subscribe(source: TrackSource, options: SubscribeOptions): Promise<Subscription> {
     this.assertOpen(`subscribe ${source.peer}/${source.track}`);
     const { kind, ...limits } = options;
-    let entry = this.receivers.find((r) => r.slot.kind === kind && !r.subscription && r.transceiver.mid !== null)
-      ?? this.receivers.find((r) => r.slot.kind === kind && !r.subscription);
+    let entry = this.receivers.find((r) => r.slot.kind === kind && !r.subscription && !r.mixer && r.transceiver.mid !== null)
+      ?? this.receivers.find((r) => r.slot.kind === kind && !r.subscription && !r.mixer);
     const sub = new Subscription(this, kind, limits);
     if (!entry) entry = this.addReceiver(kind);
     entry.subscription = sub;
@@ -651,7 +671,7 @@ export class Session extends Emitter<SessionEvents> {
   /** Joins a room on this connection (`token` defaults to the session's token). */
   async join(info: JoinInfo, token = this.token): Promise<void> {
     this.assertOpen('join');
-    await this.protocol.request('session', { action: { case: 'join', value: { info: roomJoin(info), token } } });
+    await this.protocol.request('session', { action: { case: 'join', value: { info: roomJoin(info, this.mixer), token } } });
     this.token = token;
     this.joinInfo = { ...info };
     this.emit('roomChanged', this.joinInfo);
@@ -666,6 +686,7 @@ export class Session extends Emitter<SessionEvents> {
     this.assertOpen('leave');
     await this.protocol.request('session', { action: { case: 'leave', value: {} } });
     this.joinInfo = null;
+    this.mixer?.reset();
     for (const r of this.receivers) {
       const s = r.subscription;
       r.subscription = null;
@@ -757,7 +778,11 @@ export class Session extends Emitter<SessionEvents> {
         this.emit('receiverState', { receiver: e.name, status: e.status, ...(r?.slot.source ? { source: r.slot.source } : {}) });
         break;
       }
+      case 'features':
+        this.mixer?.onEvent(e.detail as FeaturesEvent);
+        break;
       case 'voiceActivity': {
+        this.mixer?.onVoice(e.name, e.level);
         const r = this.receivers.find((x) => x.slot.name === e.name);
         this.emit('voiceActivity', { receiver: e.name, level: e.level, ...(r?.slot.source ? { source: r.slot.source } : {}) });
         break;

@@ -5,6 +5,7 @@
 // receivers of her own, and must hear the loudest *other* speaker on that slot:
 // bob, then carol once bob goes silent, then nothing once carol leaves. Proven by
 // the SDK's slot events (features.mixer.slot_set/unset), its voice-activity events,
+// (and, for a fourth listener on our SDK, `connect({ mixer })` / `session.mixer`),
 // and the frequency of what the output receiver plays (WebAudio analyser).
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,9 +13,10 @@ import { useChromium } from '../lib/fixtures.js';
 import { waitFor } from '../lib/media.js';
 import { ensureAtm0sBundle } from '../lib/bundle.js';
 import { openSdkPage, sdkContext } from '../lib/atm0s.js';
+import { ensureOurBundle, openOurPage, mmContext } from '../lib/mediamesh-sdk.js';
 
 const chromium = useChromium({ pages: true });
-before(async () => { await ensureAtm0sBundle(); });
+before(async () => { await ensureAtm0sBundle(); ensureOurBundle(); });
 
 const PEERS = [
   { id: 'bob', tone: { freq: 440, gain: 0.5 } },
@@ -26,7 +28,10 @@ test('atm0s-mixer: AUTO mixer slot follows the loudest other speaker (never the 
   const room = 'room-mixer';
   const pages = {};
   for (const p of PEERS) pages[p.id] = await openSdkPage(open, chromium.web, p.id);
-  const all = async () => (await Promise.all(Object.values(pages).map((pg) => sdkContext(pg, { pageLog: false, events: 30 })))).join('');
+  // Dave listens with our SDK (connect({ mixer })), publishing nothing.
+  const dave = await openOurPage(open, chromium.web, 'dave');
+  const all = async () => (await Promise.all(Object.values(pages).map((pg) => sdkContext(pg, { pageLog: false, events: 30 })))).join('')
+    + await mmContext(dave, { pageLog: false, events: 30 });
   const A = pages.alice;
 
   for (const p of PEERS) {
@@ -39,6 +44,12 @@ test('atm0s-mixer: AUTO mixer slot follows the loudest other speaker (never the 
     assert.equal(res.state, 'connected', `${p.id}: state ${res.state}` + await sdkContext(page, { sdp: true }));
   }
 
+  const dTok = await server.token('webrtc', room, 'dave');
+  const dRes = await dave.evaluate((o) => window.mm2.join(o), { url: server.base, token: dTok, room, peer: 'dave', publish: false, mixer: { mode: 'auto', outputs: 1 } })
+    .catch(async (e) => { throw new Error(`dave: join failed: ${e.message}` + await all()); });
+  assert.equal(dRes.state, 'connected', `dave: ${JSON.stringify(dRes)}` + await all());
+  const daveMixer = () => dave.evaluate(() => window.mm2.mixerState());
+
   const slot = (m) => (m?.slots?.[0]?.source ? `${m.slots[0].source.peer}/${m.slots[0].source.track}` : null);
   const mixer = () => A.evaluate(() => window.sdk.mixerState());
 
@@ -49,6 +60,10 @@ test('atm0s-mixer: AUTO mixer slot follows the loudest other speaker (never the 
   const near = (t, hz) => Math.abs(t.hz - hz) <= 12 && t.db > -70;
   const heard = await waitFor('alice: the mixer output plays bob\'s 440 Hz tone', tone, (t) => near(t, 440), { context: all });
   console.log(`# alice hears bob on the mixer output: ${heard.hz} Hz at ${heard.db} dB`);
+  // Our SDK: for dave, who publishes nothing, the loudest other speaker is alice (660 Hz).
+  const d1 = await waitFor('dave (@mediamesh/sdk): mixer slot 0 = alice/audio_main playing 660 Hz', daveMixer,
+    (m) => m?.slots?.[0]?.peer === 'alice' && near(m.tones[0], 660), { context: all });
+  console.log(`# dave (@mediamesh/sdk) hears alice: ${d1.tones[0].hz} Hz at ${d1.tones[0].db} dB`);
   await waitFor('alice: a mixer voice-activity event for bob', () => A.evaluate(() => window.sdk.events()),
     (ev) => ev.some((e) => e.type === 'mixer.voice_activity' && e.peer === 'bob' && e.active), { context: all });
 
@@ -70,6 +85,9 @@ test('atm0s-mixer: AUTO mixer slot follows the loudest other speaker (never the 
   // 4. Carol leaves and bob is silent: the slot is unset.
   await pages.carol.evaluate(() => window.sdk.disconnect());
   await waitFor('alice: mixer slot 0 unset after carol left', mixer, (m) => slot(m) === null, { timeoutMs: 10000, context: all });
+  // Alice goes silent too: dave's slot is unset (nobody speaks).
+  await A.evaluate(() => window.sdk.setToneGain(0));
+  await waitFor('dave (@mediamesh/sdk): mixer slot 0 unset once nobody speaks', daveMixer, (m) => m?.slots?.[0] === null, { timeoutMs: 10000, context: all });
   const changes = (await A.evaluate(() => window.sdk.events())).filter((e) => e.type === 'mixer.output_changed')
     .map((e) => e.outputs[0]?.source ? `${e.outputs[0].source.peer}/${e.outputs[0].source.track}` : '-');
   assert.ok(!changes.includes('alice/audio_main'), `alice heard herself: ${changes.join(' -> ')}`);
