@@ -158,10 +158,9 @@ struct Receiver {
     source: Option<TrackId>,
     /// Paused receivers stay attached but get no packets.
     paused: bool,
-    /// Video waits for a keyframe after every source change and resume.
-    waiting_keyframe: bool,
     rewriter: Option<Rewriter>,
-    /// Video layer selection (made at the first packet of each source).
+    /// Video layer selection, made at the first packet of each source (a
+    /// source change or resume drops it, so video waits for a keyframe).
     selector: Option<Box<dyn Selector>>,
     /// What the subscriber asked for (SDK receiver config).
     priority: u32,
@@ -444,7 +443,6 @@ impl Sfu {
                 want: source,
                 source: None,
                 paused: false,
-                waiting_keyframe: false,
                 rewriter: None,
                 selector: None,
                 priority: 1,
@@ -511,7 +509,7 @@ impl Sfu {
         }
         if let Some(track) = r.source {
             self.set_state(receiver, ReceiverState::Waiting);
-            self.want_keyframe(receiver, track, now);
+            self.want_keyframe(track, now);
         }
         Ok(())
     }
@@ -590,7 +588,7 @@ impl Sfu {
         let paused = r.paused;
         if !paused {
             self.set_state(receiver, ReceiverState::Waiting);
-            self.want_keyframe(receiver, track, now);
+            self.want_keyframe(track, now);
         }
     }
 
@@ -609,19 +607,15 @@ impl Sfu {
         }
     }
 
-    /// A video receiver starts waiting for a keyframe of `track`, and the
-    /// track's publisher is asked for one (aggregated).
-    fn want_keyframe(&mut self, receiver: ReceiverId, track: TrackId, now: Instant) {
-        let (Some(t), Some(r)) = (
-            self.tracks.get_mut(&track),
-            self.receivers.get_mut(&receiver),
-        ) else {
+    /// A video receiver (re)starts on `track`: its publisher is asked for a
+    /// keyframe (aggregated) that the receiver's new selector waits for.
+    fn want_keyframe(&mut self, track: TrackId, now: Instant) {
+        let Some(t) = self.tracks.get_mut(&track) else {
             return;
         };
         if t.kind != MediaKind::Video {
             return;
         }
-        r.waiting_keyframe = true;
         if t.keyframes.request(now) {
             self.outputs.push_back(Output::RequestKeyframe {
                 peer: t.owner,

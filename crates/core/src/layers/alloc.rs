@@ -97,6 +97,16 @@ pub enum Allocation {
     Unknown,
 }
 
+impl Allocation {
+    /// The layer a selector should aim at under this allocation.
+    pub fn target(&self, limits: LayerLimits) -> Layer {
+        match self {
+            Allocation::Layer(l) => *l,
+            Allocation::Unknown => limits.max,
+        }
+    }
+}
+
 /// The result of one allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

@@ -45,11 +45,7 @@ impl LiveLayers {
 
     /// `want` limited to the live layers.
     pub fn clamp(&self, want: Layer, now: Instant) -> Layer {
-        let top = self.highest(now);
-        Layer::new(
-            want.spatial.min(top.spatial),
-            want.temporal.min(top.temporal),
-        )
+        want.capped(self.highest(now))
     }
 }
 

@@ -40,6 +40,14 @@ impl Layer {
     pub const fn new(spatial: u8, temporal: u8) -> Self {
         Self { spatial, temporal }
     }
+
+    /// Each index limited to `max`'s.
+    pub fn capped(self, max: Layer) -> Layer {
+        Layer::new(
+            self.spatial.min(max.spatial),
+            self.temporal.min(max.temporal),
+        )
+    }
 }
 
 /// A replacement for the first bytes of a packet's payload: the output payload

@@ -39,6 +39,8 @@ impl Sfu {
         }
         let video = t.kind == MediaKind::Video;
         let mut rates_changed = false;
+        // The highest layer that arrives, for every subscriber's target.
+        let mut live = Layer::default();
         if video {
             // AV1 layers are named by the Dependency Descriptor (stateful).
             let dd_layer = match &packet.dependency_descriptor {
@@ -57,6 +59,7 @@ impl Sfu {
                 .get_or_insert(packet.arrival + super::feedback::CAP_INTERVAL);
             rates_changed = meter.on_packet(layer, packet.payload.len(), packet.arrival);
             t.live_layers.on_packet(layer, packet.arrival);
+            live = t.live_layers.highest(packet.arrival);
         }
         let mut want_keyframe: Option<u8> = None;
         for rid in &t.subscribers {
@@ -76,9 +79,7 @@ impl Sfu {
                 let sel = r
                     .selector
                     .get_or_insert_with(|| layers::new_selector(&packet));
-                let target = t
-                    .live_layers
-                    .clamp(r.allocation.target(r.limits), packet.arrival);
+                let target = r.allocation.target(r.limits).capped(live);
                 if sel.target() != target {
                     sel.set_target(target);
                 }
@@ -97,17 +98,11 @@ impl Sfu {
                         if f.new_source {
                             rw.switch_source();
                         }
-                        r.waiting_keyframe = false;
                         marker = f.marker;
                         patch = f.patch;
                         descriptor = sel.descriptor().map(Arc::from);
                     }
                 }
-            } else if r.waiting_keyframe {
-                if !packet.keyframe {
-                    continue;
-                }
-                r.waiting_keyframe = false;
             }
             let Some((seq, timestamp)) = rw.rewrite(packet.seq, packet.timestamp, packet.arrival)
             else {

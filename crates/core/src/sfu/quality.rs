@@ -6,8 +6,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{Output, Sfu, SfuError};
-use crate::layers::alloc::{self, Allocation, LayerLimits, LayerRates, Subscription};
-use crate::layers::Layer;
+use crate::layers::alloc::{self, LayerLimits, LayerRates, Subscription};
 use crate::{MediaKind, PeerId, ReceiverId, TrackId};
 
 /// What audio costs per receiver when the allocator reserves it (Opus at
@@ -61,16 +60,6 @@ impl PeerBudget {
     fn sustained(&mut self, now: Instant) -> Option<u64> {
         self.trim(now);
         self.estimates.iter().map(|(_, b)| *b).min()
-    }
-}
-
-impl Allocation {
-    /// The layer a selector should aim at under this allocation.
-    pub(super) fn target(&self, limits: LayerLimits) -> Layer {
-        match self {
-            Allocation::Layer(l) => *l,
-            Allocation::Unknown => limits.max,
-        }
     }
 }
 
