@@ -309,6 +309,22 @@ export class Session extends Emitter<SessionEvents> {
     this.emit('connectionState', s);
   }
 
+  /** POSTs a `ConnectRequest` with the local offer, the room and the slots to `path`. */
+  private postOffer(path: string) {
+    return postProtobuf(
+      this.base(path),
+      ConnectRequestSchema,
+      create(ConnectRequestSchema, {
+        version: this.opts.version,
+        ...(this.joinInfo ? { join: roomJoin(this.joinInfo, this.mixer) } : {}),
+        tracks: this.currentTracks(),
+        sdp: this.pc.localDescription!.sdp,
+      }),
+      ConnectResponseSchema,
+      { token: this.token, timeoutMs: this.opts.httpTimeoutMs, fetchImpl: this.opts.fetch },
+    );
+  }
+
   private base(path: string): string {
     return this.opts.url.replace(/\/+$/, '') + path;
   }
@@ -323,18 +339,7 @@ export class Session extends Emitter<SessionEvents> {
     try {
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription(offer);
-      const res = await postProtobuf(
-        this.base('/webrtc/connect'),
-        ConnectRequestSchema,
-        create(ConnectRequestSchema, {
-          version: this.opts.version,
-          ...(this.joinInfo ? { join: roomJoin(this.joinInfo, this.mixer) } : {}),
-          tracks: this.currentTracks(),
-          sdp: this.pc.localDescription!.sdp,
-        }),
-        ConnectResponseSchema,
-        { token: this.token, timeoutMs: this.opts.httpTimeoutMs, fetchImpl: this.opts.fetch },
-      );
+      const res = await this.postOffer('/webrtc/connect');
       if (!res.connId || !res.sdp) {
         throw new MediaMeshError('INVALID_RESPONSE', `POST /webrtc/connect: reply without ${!res.connId ? 'conn_id' : 'sdp'}`);
       }
@@ -441,18 +446,7 @@ export class Session extends Emitter<SessionEvents> {
         await this.pc.setLocalDescription(offer);
         let res;
         try {
-          res = await postProtobuf(
-            this.base(`/webrtc/${encodeURIComponent(this._connId)}/restart-ice`),
-            ConnectRequestSchema,
-            create(ConnectRequestSchema, {
-              version: this.opts.version,
-              ...(this.joinInfo ? { join: roomJoin(this.joinInfo, this.mixer) } : {}),
-              tracks: this.currentTracks(),
-              sdp: this.pc.localDescription!.sdp,
-            }),
-            ConnectResponseSchema,
-            { token: this.token, timeoutMs: this.opts.httpTimeoutMs, fetchImpl: this.opts.fetch },
-          );
+          res = await this.postOffer(`/webrtc/${encodeURIComponent(this._connId)}/restart-ice`);
         } catch (e) {
           await this.pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
           throw e;

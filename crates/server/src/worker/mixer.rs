@@ -138,14 +138,11 @@ impl Worker {
             },
             None => ReceiverSource::Detached,
         };
-        let receiver = self.sdk_mut(key).and_then(|sdk| {
-            let name = sdk.mixer_outputs.get(slot)?.clone();
-            sdk.set_receiver_want(&name, want.clone())
-        });
-        if let Some(r) = receiver {
-            if let Err(e) = self.sfu.set_receiver_source(r, want, now) {
-                tracing::warn!("mixer slot: {e}");
-            }
+        let output = self
+            .sdk_mut(key)
+            .and_then(|sdk| sdk.mixer_outputs.get(slot).cloned());
+        if let Some(name) = output {
+            self.sdk_point_receiver(key, &name, want, now);
         }
         let slot = slot as u32;
         let event = match source {

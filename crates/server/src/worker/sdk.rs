@@ -177,21 +177,6 @@ impl SdkState {
             .any(|r| r.name == name && r.kind == MediaKind::Audio)
     }
 
-    /// Points a receiver slot at a source (kept for when its core receiver
-    /// is created); returns the core receiver if it exists.
-    pub(super) fn set_receiver_want(
-        &mut self,
-        name: &str,
-        want: ReceiverSource,
-    ) -> Option<ReceiverId> {
-        let slot = self
-            .receivers
-            .iter_mut()
-            .find(|r| r.name == name && r.kind == MediaKind::Audio)?;
-        slot.want = want;
-        slot.receiver
-    }
-
     fn next_seq(&mut self) -> u32 {
         self.seq += 1;
         self.seq
@@ -978,20 +963,12 @@ impl Worker {
                 return ok(r::Action::Config(r::Config {}));
             }
         };
-        slot.want = want.clone();
-        let receiver = slot.receiver;
-        let name = slot.name.clone();
-        let config = slot.config;
-        match receiver {
-            Some(r) => {
-                // Limits first, so the new source starts at the right layer.
-                if let Some(c) = config {
-                    self.apply_receiver_config(r, c, now);
-                }
-                let _ = self.sfu.set_receiver_source(r, want, now);
-            }
-            None => self.sdk_ensure_receiver(key, &name, now),
+        let (receiver, name, config) = (slot.receiver, slot.name.clone(), slot.config);
+        // Limits first, so the new source starts at the right layer.
+        if let (Some(r), Some(c)) = (receiver, config) {
+            self.apply_receiver_config(r, c, now);
         }
+        self.sdk_point_receiver(key, &name, want, now);
         ok(action)
     }
 
@@ -1074,6 +1051,32 @@ impl Worker {
 }
 
 impl Worker {
+    /// Points a receiver slot at a source: its core receiver follows at once
+    /// (no renegotiation), or is created with it once its m-line is connected.
+    pub(super) fn sdk_point_receiver(
+        &mut self,
+        key: Key,
+        name: &str,
+        want: ReceiverSource,
+        now: Instant,
+    ) {
+        let Some(slot) = self
+            .sdk_mut(key)
+            .and_then(|s| s.receivers.iter_mut().find(|r| r.name == name))
+        else {
+            return;
+        };
+        slot.want = want.clone();
+        match slot.receiver {
+            Some(r) => {
+                if let Err(e) = self.sfu.set_receiver_source(r, want, now) {
+                    tracing::debug!("receiver source: {e}");
+                }
+            }
+            None => self.sdk_ensure_receiver(key, name, now),
+        }
+    }
+
     /// Gives the core a receiver's priority and layer limits.
     fn apply_receiver_config(
         &mut self,
