@@ -45,6 +45,11 @@ impl KeyframeRequests {
         self.poll(now)
     }
 
+    /// A request is owed or out, not yet answered by a keyframe.
+    pub fn pending(&self) -> bool {
+        self.pending
+    }
+
     /// A keyframe arrived: nothing is owed any more.
     pub fn on_keyframe(&mut self) {
         self.pending = false;
@@ -73,6 +78,88 @@ impl KeyframeRequests {
     }
 }
 
+/// Simulcast streams a track's requests are kept apart for; a higher index
+/// (never sent by browsers) is treated as "any stream".
+const MAX_STREAMS: usize = 4;
+
+/// Keyframe requests of one published track, aggregated per simulcast stream:
+/// a subscriber waiting to switch to stream 2 is answered by a keyframe of
+/// stream 2 only (a keyframe of stream 0 does not stop the repeats), and a
+/// repeat asks stream 2 alone, so the publisher's other encoders are left
+/// alone. `None` asks every stream (a subscriber that cannot say which one
+/// it needs) and is answered by any keyframe.
+#[derive(Debug)]
+pub struct TrackKeyframes {
+    answered_gap: Duration,
+    unanswered_gap: Duration,
+    any: KeyframeRequests,
+    streams: [Option<KeyframeRequests>; MAX_STREAMS],
+}
+
+impl TrackKeyframes {
+    pub fn new(answered_gap: Duration, unanswered_gap: Duration) -> Self {
+        Self {
+            answered_gap,
+            unanswered_gap,
+            any: KeyframeRequests::new(answered_gap, unanswered_gap),
+            streams: Default::default(),
+        }
+    }
+
+    fn slot(&mut self, stream: Option<u8>) -> &mut KeyframeRequests {
+        match stream.map(usize::from).filter(|s| *s < MAX_STREAMS) {
+            Some(s) => {
+                let (a, u) = (self.answered_gap, self.unanswered_gap);
+                self.streams[s].get_or_insert_with(|| KeyframeRequests::new(a, u))
+            }
+            None => &mut self.any,
+        }
+    }
+
+    /// Someone needs a keyframe of `stream` (`None`: of any). Returns the
+    /// request to send now, if one is due: `Some(stream)`. While a request
+    /// to every stream is out, one for a single stream adds nothing.
+    pub fn request(&mut self, stream: Option<u8>, now: Instant) -> Option<Option<u8>> {
+        let stream = stream.filter(|s| usize::from(*s) < MAX_STREAMS);
+        if stream.is_some() && self.any.pending() {
+            return None;
+        }
+        self.slot(stream).request(now).then_some(stream)
+    }
+
+    /// A keyframe of `stream` arrived.
+    pub fn on_keyframe(&mut self, stream: u8) {
+        self.any.on_keyframe();
+        if let Some(Some(k)) = self.streams.get_mut(usize::from(stream)) {
+            k.on_keyframe();
+        }
+    }
+
+    /// The requests due now (repeats of unanswered ones), in stream order,
+    /// `None` (every stream) first.
+    pub fn poll(&mut self, now: Instant) -> impl Iterator<Item = Option<u8>> + '_ {
+        let any = self.any.poll(now).then_some(None);
+        let streams = self
+            .streams
+            .iter_mut()
+            .enumerate()
+            .filter_map(move |(i, k)| {
+                let k = k.as_mut()?;
+                // MAX_STREAMS fits in a u8.
+                k.poll(now).then_some(Some(i as u8))
+            });
+        any.into_iter().chain(streams)
+    }
+
+    /// When [`Self::poll`] next has something to do.
+    pub fn timeout(&self) -> Option<Instant> {
+        std::iter::once(&self.any)
+            .chain(self.streams.iter().flatten())
+            .filter_map(KeyframeRequests::timeout)
+            .min()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +179,34 @@ mod tests {
         assert_eq!(k.timeout(), None);
         assert!(!k.poll(t0 + ms(2000)));
         assert!(k.request(t0 + ms(2000)));
+    }
+
+    #[test]
+    fn streams_are_answered_and_repeated_on_their_own() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut k = TrackKeyframes::new(ms(200), ms(500));
+        assert_eq!(k.request(Some(2), t0), Some(Some(2)));
+        assert_eq!(k.request(Some(0), t0), Some(Some(0)));
+        assert_eq!(k.request(Some(2), t0 + ms(10)), None);
+        // Stream 0's keyframe does not answer stream 2's request.
+        k.on_keyframe(0);
+        assert_eq!(k.timeout(), Some(t0 + ms(500)));
+        assert_eq!(k.poll(t0 + ms(499)).count(), 0);
+        assert_eq!(k.poll(t0 + ms(500)).collect::<Vec<_>>(), vec![Some(2)]);
+        k.on_keyframe(2);
+        assert_eq!(k.timeout(), None);
+        // Any stream: answered by a keyframe of any.
+        assert_eq!(k.request(None, t0 + ms(600)), Some(None));
+        k.on_keyframe(1);
+        assert_eq!(k.timeout(), None);
+        // While a request to every stream is out, one stream's adds nothing.
+        assert_eq!(k.request(None, t0 + ms(900)), Some(None));
+        assert_eq!(k.request(Some(1), t0 + ms(910)), None);
+        k.on_keyframe(1);
+        assert_eq!(k.request(Some(1), t0 + ms(920)), Some(Some(1)));
+        // An index past the streams kept apart counts as any.
+        assert_eq!(k.request(Some(200), t0 + ms(1200)), Some(None));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::keyframe::KeyframeRequests;
+use crate::keyframe::TrackKeyframes;
 use crate::layers::alloc::{Allocation, LayerLimits};
 use crate::layers::av1_dd::DdParser;
 use crate::layers::meter::{LayerMeter, LiveLayers};
@@ -131,7 +131,7 @@ struct Track {
     name: String,
     metadata: Option<String>,
     subscribers: Vec<ReceiverId>,
-    keyframes: KeyframeRequests,
+    keyframes: TrackKeyframes,
     /// A packet has arrived.
     live: bool,
     /// Audio loudness from the packets' levels (for mixers).
@@ -342,7 +342,7 @@ impl Sfu {
                 name: name.to_owned(),
                 metadata,
                 subscribers: Vec::new(),
-                keyframes: KeyframeRequests::new(KEYFRAME_GAP_ANSWERED, KEYFRAME_GAP_UNANSWERED),
+                keyframes: TrackKeyframes::new(KEYFRAME_GAP_ANSWERED, KEYFRAME_GAP_UNANSWERED),
                 live: false,
                 level: LevelMeter::default(),
                 meter: None,
@@ -607,39 +607,45 @@ impl Sfu {
         }
     }
 
-    /// A video receiver (re)starts on `track`: its publisher is asked for a
-    /// keyframe (aggregated) that the receiver's new selector waits for.
+    /// A video receiver (re)starts on `track`. Once the track's packets flow,
+    /// the receiver's new selector asks for the keyframe of the stream it
+    /// needs at its first packet; before that, every stream is asked.
     fn want_keyframe(&mut self, track: TrackId, now: Instant) {
         let Some(t) = self.tracks.get_mut(&track) else {
             return;
         };
-        if t.kind != MediaKind::Video {
+        if t.kind != MediaKind::Video || t.live {
             return;
         }
-        if t.keyframes.request(now) {
+        if let Some(stream) = t.keyframes.request(None, now) {
             self.outputs.push_back(Output::RequestKeyframe {
                 peer: t.owner,
                 track,
-                stream: None,
+                stream,
             });
         }
     }
 
-    /// A receiving peer lost its picture (PLI/FIR from its decoder).
+    /// A receiving peer lost its picture (PLI/FIR from its decoder): the
+    /// stream it is forwarded is asked (a receiver still waiting for its
+    /// first keyframe has asked already).
     pub fn request_keyframe(&mut self, receiver: ReceiverId, now: Instant) -> Result<(), SfuError> {
         let r = self
             .receivers
             .get(&receiver)
             .ok_or(SfuError::UnknownReceiver(receiver))?;
-        let Some(track) = r.source else {
+        let (Some(track), Some(forwarded)) = (
+            r.source,
+            r.selector.as_ref().and_then(|s| s.forwarded_stream()),
+        ) else {
             return Ok(());
         };
         if let Some(t) = self.tracks.get_mut(&track) {
-            if t.keyframes.request(now) {
+            if let Some(stream) = t.keyframes.request(Some(forwarded), now) {
                 self.outputs.push_back(Output::RequestKeyframe {
                     peer: t.owner,
                     track,
-                    stream: None,
+                    stream,
                 });
             }
         }
@@ -667,17 +673,16 @@ impl Sfu {
             self.next_caps = Some(now + feedback::CAP_INTERVAL);
             self.publisher_caps(now);
         }
-        let mut due: Vec<(TrackId, PeerId)> = self
-            .tracks
-            .iter_mut()
-            .filter_map(|(id, t)| t.keyframes.poll(now).then_some((*id, t.owner)))
-            .collect();
+        let mut due: Vec<(TrackId, PeerId, Option<u8>)> = Vec::new();
+        for (id, t) in self.tracks.iter_mut() {
+            due.extend(t.keyframes.poll(now).map(|s| (*id, t.owner, s)));
+        }
         due.sort();
-        for (track, peer) in due {
+        for (track, peer, stream) in due {
             self.outputs.push_back(Output::RequestKeyframe {
                 peer,
                 track,
-                stream: None,
+                stream,
             });
         }
     }
@@ -1061,11 +1066,13 @@ mod tests {
             .unwrap();
         assert!(drain(&mut sfu).is_empty());
         sfu.set_receiver_paused(rv, false, t0 + ms(300)).unwrap();
-        assert!(drain(&mut sfu)
-            .iter()
-            .any(|o| matches!(o, Output::RequestKeyframe { track, .. } if *track == bob_cam)));
+        // Bob's camera is live: the receiver's selector asks for the keyframe
+        // of the stream it needs at the next packet.
+        drain(&mut sfu);
         sfu.on_media(bob_cam, 0, video_pkt(600, false, t0 + ms(310)))
             .unwrap();
+        assert!(drain(&mut sfu).iter().any(|o| matches!(o,
+            Output::RequestKeyframe { track, stream: Some(0), .. } if *track == bob_cam)));
         sfu.on_media(bob_cam, 0, video_pkt(601, true, t0 + ms(320)))
             .unwrap();
         assert_eq!(media_seqs(&drain(&mut sfu), rv), vec![4]);

@@ -20,12 +20,14 @@ before(() => ensureOurBundle());
 // 720p: libwebrtc sends only two simulcast streams below 960x540.
 const W = 1280;
 const H = 720;
-const CASES = [
+const ALL_CASES = [
   { name: 'vp8-simulcast', video: { codec: 'vp8', simulcast: true }, widths: [320, 640, 1280] },
   { name: 'vp9-svc', video: { codec: 'vp9', scalabilityMode: 'L3T3' }, widths: [320, 640, 1280] },
   { name: 'h264-simulcast', video: { codec: 'h264', simulcast: true }, widths: [320, 640, 1280] },
   { name: 'av1-svc', video: { codec: 'av1', scalabilityMode: 'L3T3' }, widths: [320, 640, 1280] },
 ];
+// LAYERS_CASES=h264-simulcast,av1-svc runs a subset (while working on one codec).
+const CASES = ALL_CASES.filter((c) => !process.env.LAYERS_CASES || process.env.LAYERS_CASES.split(',').includes(c.name));
 // Chromium ramps its encoder up over its own bandwidth estimate: the top layer can
 // take a while to appear on a fresh connection.
 const TOP_MS = 30000;
@@ -62,7 +64,7 @@ test('layers: receiver limits choose the spatial layer of VP8 simulcast, VP9 SVC
       (r) => r?.frameWidth === c.widths[2] && r.framesDecoded > 10, { timeoutMs: TOP_MS, context: ctx });
     console.log(`METRIC layers_${c.name.replace('-', '_')}_top_ms=${Date.now() - t0}`);
     const neg0 = await sub.evaluate(() => window.mm2.negotiation());
-    const freeze0 = (await stat()).freezeCount;
+    const { freezeCount: freeze0, keyFramesDecoded: keys0, totalFreezesDuration: frozen0 } = await stat();
 
     // 2. Down to spatial 0, then up one layer at a time.
     for (const s of [0, 1, 2]) {
@@ -74,11 +76,16 @@ test('layers: receiver limits choose the spatial layer of VP8 simulcast, VP9 SVC
       console.log(`# ${c.name}: maxSpatial ${s} -> ${c.widths[s]} px in ${Date.now() - t} ms`);
     }
     const end = await stat();
-    // Three switches: each one that lost its decodable point would freeze. One freeze
-    // is tolerated: on this 2-core machine four encoders and a decoder share the CPU,
-    // and a late frame of Chromium's own counts as a freeze too.
-    console.log(`# ${c.name}: freezeCount ${freeze0} -> ${end.freezeCount}`);
-    assert.ok(end.freezeCount - freeze0 <= 1, `${c.name}: the subscriber's decoder froze during the layer switches (freezeCount ${freeze0} -> ${end.freezeCount})` + await ctx());
+    // Three switches: one that lost its decodable point would leave the decoder
+    // waiting for a keyframe. A switch up lands on a keyframe of the bigger layer,
+    // which the subscriber's pacer spreads over a few frame intervals: at 15 fps
+    // Chromium counts a gap over 200 ms as a freeze, and with four encoders and a
+    // decoder on two cores that happens (~300 ms, measured). So each of the two
+    // switches up may cost one short freeze; more, or longer, is a bug.
+    const froze = end.freezeCount - freeze0;
+    const frozenMs = Math.round((end.totalFreezesDuration - frozen0) * 1000);
+    console.log(`# ${c.name}: freezeCount ${freeze0} -> ${end.freezeCount} (${frozenMs} ms frozen), keyFramesDecoded ${keys0} -> ${end.keyFramesDecoded}`);
+    assert.ok(froze <= 2 && frozenMs <= 1500, `${c.name}: the subscriber's decoder froze during the layer switches (${froze} freezes, ${frozenMs} ms)` + await ctx());
     const neg1 = await sub.evaluate(() => window.mm2.negotiation());
     assert.equal(neg1.signalingChanges, neg0.signalingChanges, `${c.name}: a layer switch renegotiated` + await ctx());
     assert.match(String(end.codec), new RegExp(c.video.codec, 'i'), `${c.name}: decoded codec`);

@@ -184,6 +184,12 @@ pub trait Selector: std::fmt::Debug + Send {
     /// when the keyframe arrives or the target no longer needs one.
     fn wants_keyframe(&self) -> bool;
 
+    /// The simulcast stream whose keyframe [`Selector::wants_keyframe`] waits
+    /// for. The default suits single-stream sources.
+    fn keyframe_stream(&self) -> u8 {
+        0
+    }
+
     /// The simulcast stream whose packets are being forwarded (`None` before
     /// the first one). After [`Selector::on_packet`] returned
     /// [`Decision::Drop`] for a packet of this stream, the SFU reports it with

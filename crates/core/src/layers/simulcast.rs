@@ -76,6 +76,10 @@ impl Selector for SimulcastSelector {
         self.active.is_none_or(|a| a.stream != self.target.spatial)
     }
 
+    fn keyframe_stream(&self) -> u8 {
+        self.target.spatial
+    }
+
     fn forwarded_stream(&self) -> Option<u8> {
         self.active.map(|a| a.stream)
     }

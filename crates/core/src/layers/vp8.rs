@@ -610,6 +610,10 @@ impl Selector for Vp8Selector {
             .is_none_or(|a| a.stream != self.target.spatial)
     }
 
+    fn keyframe_stream(&self) -> u8 {
+        self.target.spatial
+    }
+
     fn forwarded_stream(&self) -> Option<u8> {
         self.active.as_ref().map(|a| a.stream)
     }

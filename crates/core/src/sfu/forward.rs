@@ -25,7 +25,7 @@ impl Sfu {
             .get_mut(&track)
             .ok_or(SfuError::UnknownTrack(track))?;
         if packet.keyframe {
-            t.keyframes.on_keyframe();
+            t.keyframes.on_keyframe(stream);
         }
         if let Some(level) = packet.audio_level {
             t.level.on_level(level, packet.arrival);
@@ -85,7 +85,7 @@ impl Sfu {
                 }
                 let decision = sel.on_packet(stream, &packet);
                 if sel.wants_keyframe() {
-                    want_keyframe = Some(sel.target().spatial);
+                    want_keyframe = Some(sel.keyframe_stream());
                 }
                 match decision {
                     Decision::Drop => {
@@ -145,14 +145,14 @@ impl Sfu {
                 packet: out,
             });
         }
-        if let Some(stream) = want_keyframe {
-            if t.keyframes.request(packet.arrival) {
-                self.outputs.push_back(Output::RequestKeyframe {
-                    peer: t.owner,
-                    track,
-                    stream: Some(stream),
-                });
-            }
+        if let Some(stream) =
+            want_keyframe.and_then(|s| t.keyframes.request(Some(s), packet.arrival))
+        {
+            self.outputs.push_back(Output::RequestKeyframe {
+                peer: t.owner,
+                track,
+                stream,
+            });
         }
         if rates_changed {
             self.reallocate_subscribers_of(track, packet.arrival);
