@@ -80,17 +80,29 @@ export class MediaMesh {
 
   get base() { return `http://${this.host}:${this.httpPort}`; }
 
-  /** Spawns the server and waits (bounded) for GET /healthz == 200. */
-  async start({ timeoutMs = 20000, extraArgs = [] } = {}) {
+  /**
+   * Spawns the server and waits (bounded) for GET /healthz == 200. `samePorts`: a
+   * restart on the ports of the previous run, its log appended to the same file.
+   */
+  async start({ timeoutMs = 20000, extraArgs = [], samePorts = false } = {}) {
     if (!existsSync(MEDIAMESH_BIN)) {
       throw new Error(`mediamesh binary not found at ${MEDIAMESH_BIN} ` +
         '(build it with `cargo build`, or set MEDIAMESH_BIN)');
     }
-    this.httpPort = await freeTcpPort(this.host);
-    this.mediaPort = await freeUdpPort(this.host);
+    const restart = samePorts && this.httpPort !== undefined;
+    if (!restart) {
+      this.httpPort = await freeTcpPort(this.host);
+      this.mediaPort = await freeUdpPort(this.host);
+    }
+    this.exited = null;
     mkdirSync(LOG_DIR, { recursive: true });
     this.logPath = join(LOG_DIR, `${this.name}.mediamesh.log`);
-    const logFile = createWriteStream(this.logPath);
+    const logFile = createWriteStream(this.logPath, { flags: restart ? 'a' : 'w' });
+    if (restart) {
+      const mark = `===== restarted on the same ports at ${new Date().toISOString()} =====\n`;
+      logFile.write('\n' + mark);
+      this.tail.push(mark);
+    }
     const args = ['--http-listen', `${this.host}:${this.httpPort}`,
       '--media-listen', `${this.host}:${this.mediaPort}`,
       ...(this.secret ? ['--secret', this.secret] : []), ...extraArgs];
