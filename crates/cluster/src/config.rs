@@ -125,6 +125,8 @@ impl ClusterConfig {
         // Never multicast: nodes meet only through configured endpoints (and
         // what those tell them).
         set("scouting/multicast/enabled", "false".into())?;
+        // A router waits this long for scouting at open: nothing to wait for.
+        set("scouting/delay", "0".into())?;
         // Keep trying configured endpoints: a node started before its
         // router links up when the router comes.
         set("connect/timeout_ms", "-1".into())?;
@@ -140,7 +142,9 @@ impl ClusterConfig {
         if let Some(secret) = &self.secret {
             let user = "mediamesh";
             let password = Self::credential(secret);
-            let dict = self.runtime_dir.join(format!("mediamesh-cluster-{}.auth", self.node));
+            let dict = self
+                .runtime_dir
+                .join(format!("mediamesh-cluster-{}.auth", self.node));
             write_private(&dict, &format!("{user}:{password}\n"))?;
             set("transport/auth/usrpwd/user", json(&user))?;
             set("transport/auth/usrpwd/password", json(&password))?;
@@ -203,9 +207,17 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("node id"));
         let mut c = ClusterConfig::standalone("a");
         c.connect = vec!["udp/1.2.3.4:5".into()];
-        assert!(c.validate().unwrap_err().to_string().contains("tcp/HOST:PORT"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("tcp/HOST:PORT"));
         c.connect = vec!["tls/127.0.0.1:5".into()];
-        assert!(c.validate().unwrap_err().to_string().contains("certificate"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("certificate"));
     }
 
     #[test]
@@ -215,6 +227,9 @@ mod tests {
         c.secret = Some("s".into());
         c.runtime_dir = std::env::temp_dir();
         assert!(c.zenoh_config().is_ok());
-        assert_ne!(ClusterConfig::credential("s"), ClusterConfig::credential("t"));
+        assert_ne!(
+            ClusterConfig::credential("s"),
+            ClusterConfig::credential("t")
+        );
     }
 }

@@ -104,14 +104,16 @@ mod tests {
         assert_eq!(room_key("app", "room"), room_key("app", "room"));
         assert_eq!(room_key("default", "demo").len(), 32);
         assert_ne!(room_key("a", "bc"), room_key("ab", "c"));
-        assert_eq!(
-            room_key("default", "demo"),
-            {
-                let d = Sha256::digest(b"default\0demo");
-                d.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>()
-            }
-        );
-        assert!(room_key("app", "a/b*c$d?#").bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(room_key("default", "demo"), {
+            let d = Sha256::digest(b"default\0demo");
+            d.iter()
+                .take(16)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        });
+        assert!(room_key("app", "a/b*c$d?#")
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit()));
     }
 
     #[test]
@@ -120,7 +122,10 @@ mod tests {
         for bad in ["", "a/b", "a*", "x$", "é", &"n".repeat(65)] {
             assert!(!valid_name(bad), "{bad}");
         }
-        assert_eq!(parse_node_token(&node_token("z1", "a", 42)), Some(("z1", "a", 42)));
+        assert_eq!(
+            parse_node_token(&node_token("z1", "a", 42)),
+            Some(("z1", "a", 42))
+        );
         assert_eq!(parse_node_token("mm/node/z/a/x"), None);
         assert_eq!(parse_node_token("mm/node/z/a/1/2"), None);
         assert_eq!(parse_room_share(&room_share("abc", "n")), Some("abc"));

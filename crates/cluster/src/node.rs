@@ -19,7 +19,7 @@ use zenoh::pubsub::{Publisher, Subscriber};
 use zenoh::qos::{CongestionControl, Priority};
 use zenoh::query::Queryable;
 use zenoh::sample::SampleKind;
-use zenoh::Session;
+use zenoh::{Session, Wait};
 
 use crate::config::ClusterConfig;
 use crate::keys;
@@ -60,9 +60,19 @@ pub enum ClusterEvent {
 /// Control input queued by zenoh's threads.
 #[derive(Debug)]
 enum Control {
-    Token { info: NodeInfo, alive: bool },
-    Share { room: String, share: RoomShare },
-    Feedback { channel: u64, from: String, feedback: Feedback },
+    Token {
+        info: NodeInfo,
+        alive: bool,
+    },
+    Share {
+        room: String,
+        share: RoomShare,
+    },
+    Feedback {
+        channel: u64,
+        from: String,
+        feedback: Feedback,
+    },
 }
 
 /// Counters of the media that crossed this node's cluster edge.
@@ -107,7 +117,8 @@ fn zerr(e: impl std::fmt::Display) -> ClusterError {
 
 /// This node in the cluster.
 pub struct Cluster {
-    session: Session,
+    /// `None` only once [`Cluster::leave`] or drop took it.
+    session: Option<Session>,
     node: String,
     zone: String,
     incarnation: u64,
@@ -123,6 +134,13 @@ pub struct Cluster {
     channels_out: HashMap<u64, TrackChannel>,
     channels_in: HashMap<ChannelId, Subscriber<()>>,
     counters: Arc<Counters>,
+    /// Declarations that live as long as the node is in the cluster.
+    standing: Option<Standing>,
+}
+
+/// What keeps the node announced and listening. Each holds the zenoh
+/// session: they are dropped with it, off the worker's runtime.
+struct Standing {
     _token: LivelinessToken,
     _nodes: Subscriber<()>,
     _feedback: Subscriber<()>,
@@ -133,9 +151,14 @@ impl Cluster {
     /// Opens the node's zenoh session, announces the node and starts
     /// watching the others. `incarnation` must differ between two runs of
     /// the same node id (e.g. the start time in microseconds).
-    pub async fn join(config: &ClusterConfig, incarnation: u64) -> Result<Cluster, ClusterError> {
+    ///
+    /// Blocks: call it from a plain thread or a multi-threaded tokio
+    /// runtime, never from a current-thread runtime (zenoh's session
+    /// opening refuses those). The returned handle may then be used from
+    /// any runtime; see [`Cluster::leave`] for the end.
+    pub fn join(config: &ClusterConfig, incarnation: u64) -> Result<Cluster, ClusterError> {
         let zconfig = config.zenoh_config()?;
-        let session = zenoh::open(zconfig).await.map_err(zerr)?;
+        let session = zenoh::open(zconfig).wait().map_err(zerr)?;
         let node = config.node.clone();
         let zone = config.zone.clone();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -161,15 +184,14 @@ impl Cluster {
                 let alive = sample.kind() == SampleKind::Put;
                 let _ = tx.send(Control::Token { info, alive });
             })
-            .await
+            .wait()
             .map_err(zerr)?;
 
         let tx = control_tx.clone();
         let feedback = session
             .declare_subscriber(keys::feedback_to(&node, incarnation))
             .callback(move |sample| {
-                let Some((channel, from)) = keys::parse_feedback(sample.key_expr().as_str())
-                else {
+                let Some((channel, from)) = keys::parse_feedback(sample.key_expr().as_str()) else {
                     return;
                 };
                 let bytes = sample.payload().to_bytes();
@@ -184,7 +206,7 @@ impl Cluster {
                     Err(e) => tracing::debug!(%e, "bad cluster feedback"),
                 }
             })
-            .await
+            .wait()
             .map_err(zerr)?;
 
         let shares: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
@@ -206,22 +228,21 @@ impl Cluster {
                     Err(_) => Vec::new(),
                 };
                 for (room, bytes) in found {
-                    use zenoh::Wait;
                     let _ = query.reply(keys::room_share(&room, &me), bytes).wait();
                 }
             })
-            .await
+            .wait()
             .map_err(zerr)?;
 
         let token = session
             .liveliness()
             .declare_token(keys::node_token(&zone, &node, incarnation))
-            .await
+            .wait()
             .map_err(zerr)?;
 
         Ok(Cluster {
             view: View::new(node.clone(), config.debounce),
-            session,
+            session: Some(session),
             node,
             zone,
             incarnation,
@@ -235,10 +256,12 @@ impl Cluster {
             channels_out: HashMap::new(),
             channels_in: HashMap::new(),
             counters,
-            _token: token,
-            _nodes: nodes,
-            _feedback: feedback,
-            _queryable: queryable,
+            standing: Some(Standing {
+                _token: token,
+                _nodes: nodes,
+                _feedback: feedback,
+                _queryable: queryable,
+            }),
         })
     }
 
@@ -350,10 +373,15 @@ impl Cluster {
 
     fn query_shares(&self, selector: &str) {
         let tx = self.control_tx.clone();
-        let session = self.session.clone();
+        let Some(session) = self.session.clone() else {
+            return;
+        };
         let selector = selector.to_owned();
         tokio::spawn(async move {
-            let replies = match session.get(&selector).await {
+            let replies = session.get(&selector).await;
+            // Not the last handle to outlive the node (see `close`).
+            drop(session);
+            let replies = match replies {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!(%e, %selector, "room share query failed");
@@ -382,13 +410,13 @@ impl Cluster {
 
     /// Starts following a room (this node has peers in it): every node's
     /// share of it arrives as [`ViewEvent::Share`].
-    pub async fn watch_room(&mut self, room: &str) -> Result<(), ClusterError> {
+    pub fn watch_room(&mut self, room: &str) -> Result<(), ClusterError> {
         if self.watched_rooms.contains_key(room) {
             return Ok(());
         }
         let tx = self.control_tx.clone();
         let sub = self
-            .session
+            .session()?
             .declare_subscriber(keys::room_shares(room))
             .callback(move |sample| {
                 let Some(room) = keys::parse_room_share(sample.key_expr().as_str()) else {
@@ -404,7 +432,7 @@ impl Cluster {
                     Err(e) => tracing::debug!(%e, "bad room share"),
                 }
             })
-            .await
+            .wait()
             .map_err(zerr)?;
         self.watched_rooms.insert(room.to_owned(), sub);
         self.query_shares(&keys::room_shares(room));
@@ -418,7 +446,11 @@ impl Cluster {
     }
 
     /// Publishes this node's part of a room (`share.peers` empty: none).
-    pub async fn share_room(&mut self, room: &str, mut share: RoomShare) -> Result<(), ClusterError> {
+    pub fn share_room(
+        &mut self,
+        room: &str,
+        mut share: RoomShare,
+    ) -> Result<(), ClusterError> {
         self.share_version += 1;
         share.version = self.share_version;
         share.node = self.node.clone();
@@ -431,16 +463,20 @@ impl Cluster {
                 s.insert(room.to_owned(), bytes.clone());
             }
         }
-        self.session
+        self.session()?
             .put(keys::room_share(room, &self.node), bytes)
             .priority(Priority::InteractiveLow)
             .congestion_control(CongestionControl::Block)
-            .await
+            .wait()
             .map_err(zerr)
     }
 
     /// Opens the channel of a local track.
-    pub async fn open_channel(&mut self, channel: u64, kind: MediaKind) -> Result<(), ClusterError> {
+    pub fn open_channel(
+        &mut self,
+        channel: u64,
+        kind: MediaKind,
+    ) -> Result<(), ClusterError> {
         if self.channels_out.contains_key(&channel) {
             return Ok(());
         }
@@ -450,19 +486,19 @@ impl Cluster {
             MediaKind::Video => Priority::DataHigh,
         };
         let publisher = self
-            .session
+            .session()?
             .declare_publisher(keys::track(&self.node, self.incarnation, channel))
             .priority(priority)
             .congestion_control(CongestionControl::Drop)
             .express(false)
-            .await
+            .wait()
             .map_err(zerr)?;
         let matching = Arc::new(AtomicBool::new(false));
         let m = matching.clone();
         let listener = publisher
             .matching_listener()
             .callback(move |status| m.store(status.matching(), Ordering::Relaxed))
-            .await
+            .wait()
             .map_err(zerr)?;
         self.channels_out.insert(
             channel,
@@ -488,7 +524,6 @@ impl Cluster {
         if !c.matching.load(Ordering::Relaxed) {
             return;
         }
-        use zenoh::Wait;
         match c.publisher.put(wire::encode_media(stream, packet)).wait() {
             Ok(()) => {
                 self.counters.packets_out.fetch_add(1, Ordering::Relaxed);
@@ -498,7 +533,7 @@ impl Cluster {
     }
 
     /// Subscribes to another node's track.
-    pub async fn subscribe(&mut self, channel: &ChannelId) -> Result<(), ClusterError> {
+    pub fn subscribe(&mut self, channel: &ChannelId) -> Result<(), ClusterError> {
         if self.channels_in.contains_key(channel) {
             return Ok(());
         }
@@ -506,8 +541,12 @@ impl Cluster {
         let counters = self.counters.clone();
         let id = channel.clone();
         let sub = self
-            .session
-            .declare_subscriber(keys::track(&channel.node, channel.incarnation, channel.channel))
+            .session()?
+            .declare_subscriber(keys::track(
+                &channel.node,
+                channel.incarnation,
+                channel.channel,
+            ))
             .callback(move |sample| {
                 let bytes = sample.payload().to_bytes();
                 match wire::decode_media(&bytes, Instant::now()) {
@@ -528,7 +567,7 @@ impl Cluster {
                     }
                 }
             })
-            .await
+            .wait()
             .map_err(zerr)?;
         self.channels_in.insert(channel.clone(), sub);
         Ok(())
@@ -544,10 +583,16 @@ impl Cluster {
 
     /// Tells a track's publisher node something (keyframe, watching).
     pub fn send_feedback(&self, channel: &ChannelId, feedback: &Feedback) {
-        use zenoh::Wait;
-        let key = keys::feedback(&channel.node, channel.incarnation, channel.channel, &self.node);
-        if let Err(e) = self
-            .session
+        let key = keys::feedback(
+            &channel.node,
+            channel.incarnation,
+            channel.channel,
+            &self.node,
+        );
+        let Ok(session) = self.session() else {
+            return;
+        };
+        if let Err(e) = session
             .put(key, wire::encode_json(feedback))
             .priority(Priority::InteractiveHigh)
             .congestion_control(CongestionControl::Drop)
@@ -557,8 +602,47 @@ impl Cluster {
         }
     }
 
+    fn session(&self) -> Result<&Session, ClusterError> {
+        self.session
+            .as_ref()
+            .ok_or_else(|| ClusterError::Zenoh("the node left the cluster".into()))
+    }
+
     /// Leaves the cluster: the token goes, others drop this node at once.
-    pub async fn leave(self) {
-        let _ = self.session.close().await;
+    /// (Dropping the handle does the same.) zenoh closes a session only
+    /// outside current-thread runtimes: it is closed on a thread of its
+    /// own, which this waits for.
+    pub fn leave(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        // Everything that holds the session goes to the closing thread: the
+        // last of them to drop takes zenoh's runtime down, which zenoh does
+        // only outside current-thread runtimes.
+        let held = (
+            std::mem::take(&mut self.channels_in),
+            std::mem::take(&mut self.channels_out),
+            std::mem::take(&mut self.watched_rooms),
+            self.standing.take(),
+        );
+        if let Some(session) = self.session.take() {
+            let closing = std::thread::Builder::new()
+                .name("cluster-close".into())
+                .spawn(move || {
+                    drop(held);
+                    let _ = session.close().wait();
+                    drop(session);
+                });
+            if let Ok(t) = closing {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.close();
     }
 }

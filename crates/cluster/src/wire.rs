@@ -62,8 +62,12 @@ fn codec_of(id: u8) -> Result<Codec, WireError> {
 
 /// Encodes one packet of simulcast stream `stream`.
 pub fn encode_media(stream: u8, p: &MediaPacket) -> Vec<u8> {
-    let dd = p.dependency_descriptor.as_deref().filter(|d| d.len() <= 255);
-    let mut out = Vec::with_capacity(MEDIA_HEADER + 2 + dd.map_or(0, |d| d.len() + 1) + p.payload.len());
+    let dd = p
+        .dependency_descriptor
+        .as_deref()
+        .filter(|d| d.len() <= 255);
+    let mut out =
+        Vec::with_capacity(MEDIA_HEADER + 2 + dd.map_or(0, |d| d.len() + 1) + p.payload.len());
     let mut flags = 0;
     if p.marker {
         flags |= FLAG_MARKER;
@@ -288,7 +292,9 @@ mod tests {
         assert!(decode_media(&d, now).is_err());
         // Arbitrary bytes.
         for seed in 0u32..2000 {
-            let bytes: Vec<u8> = (0..(seed % 40)).map(|i| (seed.wrapping_mul(31).wrapping_add(i * 7)) as u8).collect();
+            let bytes: Vec<u8> = (0..(seed % 40))
+                .map(|i| (seed.wrapping_mul(31).wrapping_add(i * 7)) as u8)
+                .collect();
             let _ = decode_media(&bytes, now);
         }
     }
@@ -315,7 +321,11 @@ mod tests {
             }],
         };
         assert_eq!(decode_json::<RoomShare>(&encode_json(&s)).unwrap(), s);
-        for f in [Feedback::Keyframe { stream: Some(2) }, Feedback::Keyframe { stream: None }, Feedback::Watching] {
+        for f in [
+            Feedback::Keyframe { stream: Some(2) },
+            Feedback::Keyframe { stream: None },
+            Feedback::Watching,
+        ] {
             assert_eq!(decode_json::<Feedback>(&encode_json(&f)).unwrap(), f);
         }
         assert!(decode_json::<RoomShare>(b"{\"app\":1}").is_err());

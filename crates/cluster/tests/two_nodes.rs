@@ -19,8 +19,12 @@ fn free_port() -> u16 {
 
 fn config(node: &str, listen: Option<u16>, connect: Option<u16>, secret: &str) -> ClusterConfig {
     let mut c = ClusterConfig::standalone(node);
-    c.listen = listen.map(|p| vec![format!("tcp/127.0.0.1:{p}")]).unwrap_or_default();
-    c.connect = connect.map(|p| vec![format!("tcp/127.0.0.1:{p}")]).unwrap_or_default();
+    c.listen = listen
+        .map(|p| vec![format!("tcp/127.0.0.1:{p}")])
+        .unwrap_or_default();
+    c.connect = connect
+        .map(|p| vec![format!("tcp/127.0.0.1:{p}")])
+        .unwrap_or_default();
     c.secret = Some(secret.into());
     c.lease = Duration::from_millis(1000);
     c.debounce = Duration::from_millis(300);
@@ -95,16 +99,25 @@ fn opus(seq: u64) -> MediaPacket {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_media_and_feedback_cross_two_nodes_and_vanish_with_the_node() {
     let port = free_port();
-    let mut a = Cluster::join(&config("a", Some(port), None, "s3cret"), 1).await.unwrap();
-    let mut b = Cluster::join(&config("b", None, Some(port), "s3cret"), 1).await.unwrap();
+    let mut a = Cluster::join(&config("a", Some(port), None, "s3cret"), 1)
+        .unwrap();
+    let mut b = Cluster::join(&config("b", None, Some(port), "s3cret"), 1)
+        .unwrap();
     let room = keys::room_key("app", "room");
 
-    expect(&mut b, 10, "a up", |e| matches!(e, ClusterEvent::View(ViewEvent::NodeUp(ref n)) if n.node == "a").then_some(())).await;
-    b.watch_room(&room).await.unwrap();
-    a.open_channel(1, MediaKind::Audio).await.unwrap();
-    a.share_room(&room, share("alice", 1)).await.unwrap();
+    expect(&mut b, 10, "a up", |e| {
+        matches!(e, ClusterEvent::View(ViewEvent::NodeUp(ref n)) if n.node == "a").then_some(())
+    })
+    .await;
+    b.watch_room(&room).unwrap();
+    a.open_channel(1, MediaKind::Audio).unwrap();
+    a.share_room(&room, share("alice", 1)).unwrap();
     let got = expect(&mut b, 10, "a's share", |e| match e {
-        ClusterEvent::View(ViewEvent::Share { node, share: Some(s), .. }) if node == "a" => Some(s),
+        ClusterEvent::View(ViewEvent::Share {
+            node,
+            share: Some(s),
+            ..
+        }) if node == "a" => Some(s),
         _ => None,
     })
     .await;
@@ -112,8 +125,12 @@ async fn rooms_media_and_feedback_cross_two_nodes_and_vanish_with_the_node() {
     assert_eq!(got.incarnation, 1);
 
     // B subscribes; A sees a match and sends; B gets the packets in order.
-    let ch = ChannelId { node: "a".into(), incarnation: 1, channel: 1 };
-    b.subscribe(&ch).await.unwrap();
+    let ch = ChannelId {
+        node: "a".into(),
+        incarnation: 1,
+        channel: 1,
+    };
+    b.subscribe(&ch).unwrap();
     let mut next = 0u64;
     let end = Instant::now() + Duration::from_secs(10);
     let mut seqs = Vec::new();
@@ -122,7 +139,10 @@ async fn rooms_media_and_feedback_cross_two_nodes_and_vanish_with_the_node() {
         a.send_media(1, 0, &opus(next));
         next += 1;
         while let Ok(e) = tokio::time::timeout(Duration::from_millis(20), b.next()).await {
-            if let ClusterEvent::Media { channel, packet, .. } = e {
+            if let ClusterEvent::Media {
+                channel, packet, ..
+            } = e
+            {
                 assert_eq!(channel, ch);
                 assert_eq!(packet.audio_level, Some(-20));
                 seqs.push(packet.seq);
@@ -136,17 +156,30 @@ async fn rooms_media_and_feedback_cross_two_nodes_and_vanish_with_the_node() {
     // Feedback travels back, tagged with its sender.
     b.send_feedback(&ch, &Feedback::Keyframe { stream: Some(1) });
     let (channel, from, fb) = expect(&mut a, 10, "feedback", |e| match e {
-        ClusterEvent::Feedback { channel, from, feedback } => Some((channel, from, feedback)),
+        ClusterEvent::Feedback {
+            channel,
+            from,
+            feedback,
+        } => Some((channel, from, feedback)),
         _ => None,
     })
     .await;
-    assert_eq!((channel, from.as_str(), fb), (1, "b", Feedback::Keyframe { stream: Some(1) }));
+    assert_eq!(
+        (channel, from.as_str(), fb),
+        (1, "b", Feedback::Keyframe { stream: Some(1) })
+    );
 
     // A leaves: B withdraws alice's share, then A is down.
-    a.leave().await;
+    a.leave();
     let t = Instant::now();
-    expect(&mut b, 10, "share withdrawn", |e| matches!(e, ClusterEvent::View(ViewEvent::Share { share: None, .. })).then_some(())).await;
-    expect(&mut b, 10, "a down", |e| matches!(e, ClusterEvent::View(ViewEvent::NodeDown(ref n)) if n.node == "a").then_some(())).await;
+    expect(&mut b, 10, "share withdrawn", |e| {
+        matches!(e, ClusterEvent::View(ViewEvent::Share { share: None, .. })).then_some(())
+    })
+    .await;
+    expect(&mut b, 10, "a down", |e| {
+        matches!(e, ClusterEvent::View(ViewEvent::NodeDown(ref n)) if n.node == "a").then_some(())
+    })
+    .await;
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     assert!(b.nodes().is_empty());
 }
@@ -154,8 +187,10 @@ async fn rooms_media_and_feedback_cross_two_nodes_and_vanish_with_the_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_the_wrong_secret_cannot_join() {
     let port = free_port();
-    let mut a = Cluster::join(&config("a2", Some(port), None, "right"), 1).await.unwrap();
-    let mut c = Cluster::join(&config("c2", None, Some(port), "wrong"), 1).await.unwrap();
+    let mut a = Cluster::join(&config("a2", Some(port), None, "right"), 1)
+        .unwrap();
+    let mut c = Cluster::join(&config("c2", None, Some(port), "wrong"), 1)
+        .unwrap();
     let end = Instant::now() + Duration::from_secs(3);
     while Instant::now() < end {
         tokio::select! {
@@ -166,8 +201,12 @@ async fn a_node_with_the_wrong_secret_cannot_join() {
     }
     assert!(a.nodes().is_empty() && c.nodes().is_empty());
     // The right secret joins.
-    let mut d = Cluster::join(&config("d2", None, Some(port), "right"), 1).await.unwrap();
-    expect(&mut d, 10, "a2 up", |e| matches!(e, ClusterEvent::View(ViewEvent::NodeUp(ref n)) if n.node == "a2").then_some(())).await;
+    let mut d = Cluster::join(&config("d2", None, Some(port), "right"), 1)
+        .unwrap();
+    expect(&mut d, 10, "a2 up", |e| {
+        matches!(e, ClusterEvent::View(ViewEvent::NodeUp(ref n)) if n.node == "a2").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,16 +214,25 @@ async fn a_relay_forwards_to_a_node_with_no_direct_link() {
     // A <- B <- C: C reaches A only through B.
     let pa = free_port();
     let pb = free_port();
-    let a = Cluster::join(&config("a3", Some(pa), None, "k"), 1).await.unwrap();
+    let a = Cluster::join(&config("a3", Some(pa), None, "k"), 1)
+        .unwrap();
     let mut cb = config("b3", Some(pb), Some(pa), "k");
     cb.listen = vec![format!("tcp/127.0.0.1:{pb}")];
-    let _b = Cluster::join(&cb, 1).await.unwrap();
-    let mut c = Cluster::join(&config("c3", None, Some(pb), "k"), 1).await.unwrap();
-    expect(&mut c, 10, "a3 up", |e| matches!(e, ClusterEvent::View(ViewEvent::NodeUp(ref n)) if n.node == "a3").then_some(())).await;
+    let _b = Cluster::join(&cb, 1).unwrap();
+    let mut c = Cluster::join(&config("c3", None, Some(pb), "k"), 1)
+        .unwrap();
+    expect(&mut c, 10, "a3 up", |e| {
+        matches!(e, ClusterEvent::View(ViewEvent::NodeUp(ref n)) if n.node == "a3").then_some(())
+    })
+    .await;
     let mut a = a;
-    a.open_channel(5, MediaKind::Audio).await.unwrap();
-    let ch = ChannelId { node: "a3".into(), incarnation: 1, channel: 5 };
-    c.subscribe(&ch).await.unwrap();
+    a.open_channel(5, MediaKind::Audio).unwrap();
+    let ch = ChannelId {
+        node: "a3".into(),
+        incarnation: 1,
+        channel: 5,
+    };
+    c.subscribe(&ch).unwrap();
     let end = Instant::now() + Duration::from_secs(10);
     let mut n = 0;
     let mut seq = 0;

@@ -17,6 +17,6 @@ pub use codec::{Codec, MediaKind};
 pub use ids::{PeerId, ReceiverId, RoomId, TrackId};
 pub use packet::MediaPacket;
 pub use sfu::{
-    MixerConfig, MixerMode, Output, PeerInfo, ReceiverCounters, ReceiverSource, ReceiverState,
-    RoomEvent, Sfu, SfuError, TrackRef, Visibility,
+    MixerConfig, MixerMode, Output, PeerDetails, PeerInfo, ReceiverCounters, ReceiverSource,
+    ReceiverState, RoomEvent, Sfu, SfuError, TrackDetails, TrackRef, Visibility, REMOTE_WATCH_TTL,
 };

@@ -22,9 +22,11 @@ mod forward;
 mod mixer;
 mod presence;
 mod quality;
+mod remote;
 
 pub use mixer::{MixerConfig, MixerMode, TrackRef};
 pub use presence::{RoomEvent, Visibility};
+pub use remote::{PeerDetails, TrackDetails, REMOTE_WATCH_TTL};
 
 use mixer::{LevelMeter, Mixer};
 
@@ -65,6 +67,9 @@ pub enum Output {
         receiver: ReceiverId,
         state: ReceiverState,
     },
+    /// The peers of a room, their tracks or their metadata changed (what a
+    /// cluster node shares of the room).
+    RoomChanged { room: RoomId },
     /// A mixer slot of a peer now carries this track (or nothing).
     MixerSlot {
         peer: PeerId,
@@ -132,6 +137,8 @@ struct Track {
     metadata: Option<String>,
     subscribers: Vec<ReceiverId>,
     keyframes: TrackKeyframes,
+    /// Viewers on other nodes watch it until then (see [`remote`]).
+    remote_watch_until: Option<Instant>,
     /// A packet has arrived.
     live: bool,
     /// Audio loudness from the packets' levels (for mixers).
@@ -207,6 +214,8 @@ pub struct Sfu {
     /// Send-side bandwidth estimates per receiving peer.
     estimates: HashMap<PeerId, quality::PeerBudget>,
     next_id: u64,
+    /// Grows whenever a receiver starts or stops taking a track.
+    subscription_epoch: u64,
     outputs: VecDeque<Output>,
 }
 
@@ -251,6 +260,7 @@ impl Sfu {
         );
         self.announce_peer_joined(id);
         self.show_room_to(id);
+        self.room_changed(id);
         id
     }
 
@@ -267,6 +277,7 @@ impl Sfu {
             self.remove_receiver(r)?;
         }
         self.announce_peer_left(peer);
+        self.room_changed(peer);
         self.mixers.remove(&peer);
         self.estimates.remove(&peer);
         if let Some(p) = self.peers.remove(&peer) {
@@ -349,6 +360,7 @@ impl Sfu {
                 live_layers: LiveLayers::default(),
                 dd: None,
                 cap: feedback::CapState::default(),
+                remote_watch_until: None,
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -385,6 +397,7 @@ impl Sfu {
             })
             .collect();
         self.announce_track(id, true);
+        self.room_changed(peer);
         for r in waiting {
             self.attach(r, id, now);
         }
@@ -394,8 +407,10 @@ impl Sfu {
     /// A track stops. Its receivers move to the newest other live track of
     /// the same kind in the room, or wait for one.
     pub fn unpublish_track(&mut self, track: TrackId, now: Instant) -> Result<(), SfuError> {
-        if self.tracks.contains_key(&track) {
+        if let Some(owner) = self.tracks.get(&track).map(|t| t.owner) {
             self.announce_track(track, false);
+            self.room_changed(owner);
+            self.subscription_epoch += 1;
         }
         let t = self
             .tracks
@@ -499,6 +514,7 @@ impl Sfu {
             return Ok(());
         }
         r.paused = paused;
+        self.subscription_epoch += 1;
         if paused {
             self.set_state(receiver, ReceiverState::Inactive);
             return Ok(());
@@ -521,6 +537,7 @@ impl Sfu {
             .ok_or(SfuError::UnknownReceiver(receiver))?;
         if let Some(src) = r.source.and_then(|s| self.tracks.get_mut(&s)) {
             src.subscribers.retain(|x| *x != receiver);
+            self.subscription_epoch += 1;
         }
         if let Some(p) = self.peers.get_mut(&r.owner) {
             p.receivers.retain(|x| *x != receiver);
@@ -558,6 +575,7 @@ impl Sfu {
         if let Some(old) = r.source.take() {
             if let Some(t) = self.tracks.get_mut(&old) {
                 t.subscribers.retain(|x| *x != receiver);
+                self.subscription_epoch += 1;
             }
         }
         self.set_state(receiver, ReceiverState::Inactive);
@@ -585,6 +603,7 @@ impl Sfu {
             rw.switch_source();
         }
         t.subscribers.push(receiver);
+        self.subscription_epoch += 1;
         let paused = r.paused;
         if !paused {
             self.set_state(receiver, ReceiverState::Waiting);
@@ -719,7 +738,14 @@ mod tests {
     /// Outputs other than states (tested on their own).
     fn drain(sfu: &mut Sfu) -> Vec<Output> {
         std::iter::from_fn(|| sfu.poll_output())
-            .filter(|o| !matches!(o, Output::ReceiverState { .. } | Output::TrackLive { .. }))
+            .filter(|o| {
+                !matches!(
+                    o,
+                    Output::ReceiverState { .. }
+                        | Output::TrackLive { .. }
+                        | Output::RoomChanged { .. }
+                )
+            })
             .collect()
     }
 

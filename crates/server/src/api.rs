@@ -89,6 +89,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(|| async { Redirect::temporary("/demo/") }))
         .route("/healthz", get(healthz))
         .route("/token/{kind}", post(create_token))
+        .route("/api/node", get(node_view))
+        .route("/api/rooms/{room}", get(room_view))
         .route(
             "/whip/endpoint",
             post(|State(s), h, b| create(s, Role::Publish, h, b)),
@@ -286,6 +288,38 @@ fn mint(state: &AppState, kind: TokenKind, req: TokenRequest) -> Result<Response
     Ok(Json(json!({ "status": true, "data": { "token": token } })).into_response())
 }
 
+/// Operator endpoints take the app secret as Bearer token.
+fn check_app_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let secret = bearer(headers)?;
+    if !constant_time_eq(secret.as_bytes(), state.config.secret.as_bytes()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the Bearer token is not the app secret",
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /api/node`: this node, the cluster nodes it sees, media counters.
+async fn node_view(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_app_secret(&state, &headers)?;
+    let view = ask(&state, |reply| Command::NodeView { reply }).await?;
+    Ok(Json(view).into_response())
+}
+
+/// `GET /api/rooms/{room}`: a room of this node's app as this node sees it
+/// (its own peers and every other node's).
+async fn room_view(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_app_secret(&state, &headers)?;
+    let app = state.config.app_id.clone();
+    let view = ask(&state, |reply| Command::RoomView { app, room, reply }).await?;
+    Ok(Json(view).into_response())
+}
+
 async fn create_token(
     State(state): State<AppState>,
     Path(kind): Path<String>,
@@ -293,13 +327,7 @@ async fn create_token(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let kind = parse_kind(&kind)?;
-    let secret = bearer(&headers)?;
-    if !constant_time_eq(secret.as_bytes(), state.config.secret.as_bytes()) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "the Bearer token is not the app secret",
-        ));
-    }
+    check_app_secret(&state, &headers)?;
     let req: TokenRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
     mint(&state, kind, req)

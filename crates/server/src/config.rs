@@ -4,7 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::Parser;
+use mediamesh_cluster::{ClusterConfig, NodeRole, TlsFiles};
 use serde::Deserialize;
 
 /// The secret used when none is configured. Tokens signed with it are only
@@ -25,7 +28,7 @@ pub const DEV_SECRET: &str = "mediamesh-insecure-dev-secret";
         environment variable, and the flag."
 )]
 pub struct Cli {
-    /// TOML configuration file (keys: http_listen, media_listen, public_addr, secret, app_id, demo_tokens).
+    /// TOML configuration file (keys: the flag names with '_' for '-', e.g. http_listen, cluster_connect = ["tcp/..."]).
     #[arg(long, env = "MEDIAMESH_CONFIG")]
     pub config: Option<PathBuf>,
 
@@ -55,6 +58,53 @@ pub struct Cli {
     /// secret. [default: on only when the secret is the development default and HTTP listens on loopback].
     #[arg(long, env = "MEDIAMESH_DEMO_TOKENS")]
     pub demo_tokens: Option<bool>,
+
+    /// This node's id in the cluster (letters, digits, '-', '_', '.'; unique per cluster)
+    /// [default: the host name].
+    #[arg(long, env = "MEDIAMESH_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// The zone (region, data centre) of this node [default: default].
+    #[arg(long, env = "MEDIAMESH_ZONE")]
+    pub zone: Option<String>,
+
+    /// router: routes for other nodes (zone backbones, links between zones); peer: talks
+    /// through the routers it connects to [default: router].
+    #[arg(long, env = "MEDIAMESH_CLUSTER_ROLE", value_parser = ["router", "peer"])]
+    pub cluster_role: Option<String>,
+
+    /// Endpoint other nodes link to, e.g. tcp/10.0.0.1:7447 (tls/... with certificates);
+    /// repeat for several [default: none: other nodes cannot link to this one].
+    #[arg(long, env = "MEDIAMESH_CLUSTER_LISTEN", value_delimiter = ',')]
+    pub cluster_listen: Vec<String>,
+
+    /// Endpoint of a node to link to, e.g. tcp/10.0.0.1:7447; repeat for several. With neither
+    /// --cluster-listen nor --cluster-connect the node is a cluster of one.
+    #[arg(long, env = "MEDIAMESH_CLUSTER_CONNECT", value_delimiter = ',')]
+    pub cluster_connect: Vec<String>,
+
+    /// Shared by the nodes of one cluster: a node without it cannot link
+    /// [default: derived from --secret, so nodes with one app secret form one cluster].
+    #[arg(long, env = "MEDIAMESH_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
+    /// PEM certificate of this node for TLS links (with --cluster-tls-key and --cluster-tls-ca;
+    /// endpoints are then written tls/HOST:PORT and both sides must present a certificate of the CA).
+    #[arg(long, env = "MEDIAMESH_CLUSTER_TLS_CERT")]
+    pub cluster_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --cluster-tls-cert.
+    #[arg(long, env = "MEDIAMESH_CLUSTER_TLS_KEY")]
+    pub cluster_tls_key: Option<PathBuf>,
+
+    /// PEM certificate of the CA that signs every node's certificate.
+    #[arg(long, env = "MEDIAMESH_CLUSTER_TLS_CA")]
+    pub cluster_tls_ca: Option<PathBuf>,
+
+    /// A link that stays silent this long is dead (frozen or unplugged node; a killed
+    /// process's TCP links close at once) [default: 2000].
+    #[arg(long, env = "MEDIAMESH_CLUSTER_LEASE_MS")]
+    pub cluster_lease_ms: Option<u64>,
 }
 
 /// The same keys, read from a TOML file.
@@ -67,6 +117,16 @@ struct FileConfig {
     secret: Option<String>,
     app_id: Option<String>,
     demo_tokens: Option<bool>,
+    node_id: Option<String>,
+    zone: Option<String>,
+    cluster_role: Option<String>,
+    cluster_listen: Option<Vec<String>>,
+    cluster_connect: Option<Vec<String>>,
+    cluster_secret: Option<String>,
+    cluster_tls_cert: Option<PathBuf>,
+    cluster_tls_key: Option<PathBuf>,
+    cluster_tls_ca: Option<PathBuf>,
+    cluster_lease_ms: Option<u64>,
 }
 
 /// The settings in force.
@@ -78,6 +138,25 @@ pub struct Config {
     pub secret: String,
     pub app_id: String,
     pub demo_tokens: bool,
+    pub cluster: ClusterConfig,
+}
+
+/// The host name, made a valid node id (or "node" when there is none).
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let id: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .take(64)
+        .collect();
+    if id.is_empty() {
+        "node".into()
+    } else {
+        id
+    }
 }
 
 impl Config {
@@ -132,6 +211,53 @@ impl Config {
             .demo_tokens
             .or(file.demo_tokens)
             .unwrap_or(secret == DEV_SECRET && http_listen.ip().is_loopback());
+        let node = cli
+            .node_id
+            .or(file.node_id)
+            .unwrap_or_else(default_node_id);
+        let mut cluster = ClusterConfig::standalone(node);
+        if let Some(z) = cli.zone.or(file.zone) {
+            cluster.zone = z;
+        }
+        cluster.role = match cli.cluster_role.or(file.cluster_role).as_deref() {
+            None | Some("router") => NodeRole::Router,
+            Some("peer") => NodeRole::Peer,
+            Some(x) => return Err(format!("--cluster-role {x}: use router or peer")),
+        };
+        cluster.listen = if cli.cluster_listen.is_empty() {
+            file.cluster_listen.unwrap_or_default()
+        } else {
+            cli.cluster_listen
+        };
+        cluster.connect = if cli.cluster_connect.is_empty() {
+            file.cluster_connect.unwrap_or_default()
+        } else {
+            cli.cluster_connect
+        };
+        cluster.secret = Some(
+            cli.cluster_secret
+                .or(file.cluster_secret)
+                .unwrap_or_else(|| format!("app-secret\0{secret}")),
+        );
+        let tls = (
+            cli.cluster_tls_cert.or(file.cluster_tls_cert),
+            cli.cluster_tls_key.or(file.cluster_tls_key),
+            cli.cluster_tls_ca.or(file.cluster_tls_ca),
+        );
+        cluster.tls = match tls {
+            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
+            (None, None, None) => None,
+            _ => {
+                return Err(
+                    "TLS links need all of --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca"
+                        .into(),
+                )
+            }
+        };
+        if let Some(ms) = cli.cluster_lease_ms.or(file.cluster_lease_ms) {
+            cluster.lease = Duration::from_millis(ms);
+        }
+        cluster.validate().map_err(|e| e.to_string())?;
         Ok(Config {
             http_listen,
             media_listen,
@@ -139,6 +265,7 @@ impl Config {
             secret,
             app_id,
             demo_tokens,
+            cluster,
         })
     }
 }

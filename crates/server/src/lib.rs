@@ -7,3 +7,6 @@ pub mod node;
 pub mod token;
 pub mod web;
 pub mod worker;
+
+/// The cluster crate, for embedders and tests.
+pub use mediamesh_cluster as cluster;

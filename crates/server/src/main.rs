@@ -6,7 +6,15 @@ use mediamesh::config::{Cli, Config};
 use mediamesh::node::Node;
 use tracing_subscriber::EnvFilter;
 
+/// zenoh's runtimes (app, acc, tx, rx, net) on one worker thread each
+/// unless the operator says otherwise (its default gives rx two).
+const ZENOH_RUNTIME: &str = "(app:(worker_threads:1),acc:(worker_threads:1),tx:(worker_threads:1),rx:(worker_threads:1),net:(worker_threads:1))";
+
 fn main() -> std::process::ExitCode {
+    // Before any thread exists and before zenoh reads it.
+    if std::env::var_os("ZENOH_RUNTIME").is_none() {
+        std::env::set_var("ZENOH_RUNTIME", ZENOH_RUNTIME);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -12,7 +12,18 @@ use tokio::sync::{mpsc, oneshot};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::worker::{Command, Worker};
+use mediamesh_cluster::Cluster;
 use mediamesh_webrtc::DtlsIdentity;
+
+/// A number that differs between two runs of one node id: its start time
+/// in microseconds. Other nodes tell a restarted node from the old one by
+/// it (the old one's channels are gone).
+fn incarnation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1)
+}
 
 /// Socket buffers of the shared media socket. One socket carries every
 /// session, so bursts (keyframes to many viewers, many joins at once) need
@@ -68,9 +79,23 @@ impl Node {
         let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(1024);
         let candidate = config.public_addr;
         let secret = config.secret.clone();
+        let cluster_config = config.cluster.clone();
+        let (joined_tx, joined_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let media_thread = std::thread::Builder::new()
             .name("media-worker".into())
             .spawn(move || {
+                // zenoh opens its session outside current-thread runtimes:
+                // join before this thread's runtime exists.
+                let cluster = match Cluster::join(&cluster_config, incarnation()) {
+                    Ok(c) => {
+                        let _ = joined_tx.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = joined_tx.send(Err(e.to_string()));
+                        return Err(e.to_string());
+                    }
+                };
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -78,13 +103,18 @@ impl Node {
                 rt.block_on(async move {
                     let socket = tokio::net::UdpSocket::from_std(udp)
                         .map_err(|e| format!("media socket: {e}"))?;
-                    Worker::new(socket, candidate, identity, secret)
+                    Worker::new(socket, candidate, identity, secret, cluster)
                         .run(cmd_rx)
                         .await;
                     Ok::<(), String>(())
                 })
             })
             .map_err(|e| format!("cannot start media thread: {e}"))?;
+        match joined_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("the media thread ended while joining the cluster".into()),
+        }
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let http_thread = std::thread::Builder::new()

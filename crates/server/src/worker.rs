@@ -15,8 +15,12 @@ use mediamesh_webrtc::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+mod cluster;
 mod mixer;
 mod sdk;
+
+pub use cluster::{NodeView, RoomView};
+use mediamesh_cluster::Cluster;
 
 pub use sdk::SdkState;
 
@@ -112,6 +116,14 @@ pub enum Command {
         request: mediamesh_protocol::gateway::ConnectRequest,
         reply: oneshot::Sender<Result<mediamesh_protocol::gateway::ConnectResponse, WorkerError>>,
     },
+    /// A room as this node sees it (its peers and the other nodes').
+    RoomView {
+        app: String,
+        room: String,
+        reply: oneshot::Sender<RoomView>,
+    },
+    /// This node and the cluster it sees.
+    NodeView { reply: oneshot::Sender<NodeView> },
     /// Close every session, flush, and stop.
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -155,6 +167,8 @@ pub struct Worker {
     next_stats: Instant,
     draining: bool,
     stats: Stats,
+    cluster: Cluster,
+    cluster_state: cluster::ClusterState,
 }
 
 /// How often SDK clients get receiver stats and voice activity.
@@ -169,6 +183,7 @@ impl Worker {
         candidate: SocketAddr,
         identity: DtlsIdentity,
         secret: String,
+        cluster: Cluster,
     ) -> Self {
         Self {
             socket,
@@ -186,6 +201,8 @@ impl Worker {
             next_stats: Instant::now() + STATS_INTERVAL,
             draining: false,
             stats: Stats::default(),
+            cluster,
+            cluster_state: cluster::ClusterState::default(),
         }
     }
 
@@ -218,6 +235,17 @@ impl Worker {
                     }
                     self.process(now);
                 }
+                ev = self.cluster.next() => {
+                    let now = Instant::now();
+                    self.on_cluster_event(ev, now);
+                    for _ in 1..RECV_BATCH {
+                        match self.cluster.try_next_media() {
+                            Some(ev) => self.on_cluster_event(ev, now),
+                            None => break,
+                        }
+                    }
+                    self.process(now);
+                }
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break };
                     if let Some(done) = self.on_command(cmd) {
@@ -237,6 +265,7 @@ impl Worker {
             .values()
             .flat_map(|c| std::iter::once(c.session.next_timeout()).chain(c.close_at))
             .chain(self.sfu.poll_timeout())
+            .chain(self.cluster.poll_timeout())
             .chain(std::iter::once(self.next_stats))
             .min()
             .map_or(far, |t| t.min(far))
@@ -273,9 +302,11 @@ impl Worker {
             }
         }
         self.sfu.handle_timeout(now);
+        self.cluster.handle_timeout(now);
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
             self.sdk_stats(STATS_INTERVAL);
+            self.cluster_heartbeat();
         }
         self.process(now);
     }
@@ -325,6 +356,10 @@ impl Worker {
                 self.poll_session(key, now);
             }
             if self.events.is_empty() {
+                // Shares and subscriptions last: they may add core outputs.
+                if self.cluster_sync(now) {
+                    continue;
+                }
                 break;
             }
             let mut events = std::mem::take(&mut self.events);
@@ -381,6 +416,7 @@ impl Worker {
                 stream,
                 packet,
             } => {
+                self.cluster_send_media(track, stream, &packet);
                 if let Err(e) = self.sfu.on_media(track, stream, packet) {
                     tracing::debug!("media: {e}");
                 }
@@ -433,6 +469,7 @@ impl Worker {
                 }
             }
             Output::MixerSlot { peer, slot, source } => self.mixer_slot(peer, slot, source, now),
+            Output::RoomChanged { room } => self.cluster_room_changed(room),
             Output::PublisherCap { peer, track, bps } => {
                 tracing::debug!(%peer, %track, ?bps, "publisher bitrate cap");
                 if let Some(key) = self.by_peer.get(&peer).copied() {
@@ -456,6 +493,10 @@ impl Worker {
                 stream,
             } => {
                 tracing::debug!(%peer, %track, ?stream, "keyframe request to publisher");
+                if self.is_remote_peer(peer) {
+                    self.cluster_request_keyframe(track, stream);
+                    return;
+                }
                 if let Some(key) = self.by_peer.get(&peer).copied() {
                     if let Some(conn) = self.conns.get_mut(&key) {
                         conn.session.request_keyframe(track, stream);
@@ -550,6 +591,12 @@ impl Worker {
                 let r = self.sdk_restart_ice(&id, &caller, request);
                 self.process(now);
                 let _ = reply.send(r);
+            }
+            Command::RoomView { app, room, reply } => {
+                let _ = reply.send(self.room_view(&app, &room));
+            }
+            Command::NodeView { reply } => {
+                let _ = reply.send(self.node_view());
             }
             Command::Shutdown { reply } => return Some(reply),
         }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
+use mediamesh::cluster::{Cluster, ClusterConfig};
 use mediamesh::api::{self, AppState};
 use mediamesh::config::Config;
 use mediamesh::worker::Worker;
@@ -26,7 +27,13 @@ async fn app() -> Router {
     let addr = socket.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let identity = mediamesh_webrtc::DtlsIdentity::generate().unwrap();
-    tokio::spawn(Worker::new(socket, addr, identity, SECRET.into()).run(rx));
+    let cluster_config = ClusterConfig::standalone("http-api-test");
+    // zenoh opens sessions outside current-thread runtimes (like this test's).
+    let joining = cluster_config.clone();
+    let cluster = std::thread::spawn(move || Cluster::join(&joining, 1).unwrap())
+        .join()
+        .unwrap();
+    tokio::spawn(Worker::new(socket, addr, identity, SECRET.into(), cluster).run(rx));
     let config = Config {
         http_listen: "127.0.0.1:0".parse().unwrap(),
         media_listen: addr,
@@ -34,6 +41,7 @@ async fn app() -> Router {
         secret: SECRET.into(),
         app_id: "app".into(),
         demo_tokens: false,
+        cluster: cluster_config,
     };
     api::router(AppState {
         config: Arc::new(config),

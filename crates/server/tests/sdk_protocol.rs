@@ -27,6 +27,7 @@ fn node() -> Node {
         secret: SECRET.into(),
         app_id: "app".into(),
         demo_tokens: false,
+        cluster: mediamesh::cluster::ClusterConfig::standalone("sdk-protocol-test"),
     })
     .unwrap()
 }

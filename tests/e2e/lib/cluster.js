@@ -5,7 +5,7 @@
 // until each sees all the others, runs `fn(cluster, open)` so that errors carry every
 // node's log tail, then closes the pages and stops the nodes (also on failure). Full
 // logs: logs/<name>-<node>.mediamesh.log.
-import { MediaMesh, freeTcpPort, sleep, sleepUnref } from './server.js';
+import { MediaMesh, freeTcpPort, sleepUnref } from './server.js';
 import { newPage } from './browser.js';
 import { waitFor, statsOf, sessionContext } from './media.js';
 
@@ -242,18 +242,4 @@ export async function whepView(page, node, { name, room, peer, mode = 'library',
   const token = await tokenFrom.token('whep', room, peer);
   await page.evaluate((o) => window.mm.view(o), { name, endpoint: `${node.base}/whep/endpoint`, token, mode })
     .catch(async (e) => { throw new Error(`${page.label}/${name}: WHEP view on node ${node.id} (${node.base}) failed: ${e.message}` + await sessionContext(page, name, { sdp: true }) + await context()); });
-}
-
-/**
- * Polls `probe()` every `intervalMs` until `pred(value)` holds or `timeoutMs` passes;
- * returns {ms, value} with the time of the first poll where it held (ms: null if never).
- * For measured times that a test reports before asserting a bound on them.
- */
-export async function measure(probe, pred, { timeoutMs = 20000, intervalMs = 100, t0 = Date.now() } = {}) {
-  let value;
-  while (true) {
-    try { value = await probe(); if (pred(value)) return { ms: Date.now() - t0, value }; } catch (e) { value = { error: e.message }; }
-    if (Date.now() - t0 >= timeoutMs) return { ms: null, value };
-    await sleep(intervalMs);
-  }
 }

@@ -91,7 +91,8 @@ impl Sfu {
                 .subscribers
                 .iter()
                 .filter_map(|r| self.receivers.get(r))
-                .any(|r| !r.paused);
+                .any(|r| !r.paused)
+                || t.remote_watch_until.is_some_and(|u| now < u);
             let cap = if watched {
                 t.cap.unwatched_since = None;
                 None

@@ -215,6 +215,10 @@ impl Sfu {
             return Ok(());
         }
         p.metadata = metadata.clone();
+        self.room_changed(peer);
+        let Some(p) = self.peers.get(&peer) else {
+            return Ok(());
+        };
         if !p.visibility.announce_peer {
             return Ok(());
         }
@@ -245,6 +249,7 @@ impl Sfu {
         }
         t.metadata = metadata.clone();
         let (owner, kind, track_name) = (t.owner, t.kind, t.name.clone());
+        self.room_changed(owner);
         let Some(o) = self.peers.get(&owner) else {
             return Ok(());
         };
