@@ -22,6 +22,7 @@ fn node() -> Node {
         secret: SECRET.into(),
         app_id: "smoke".into(),
         demo_tokens: false,
+        cluster: mediamesh::cluster::ClusterConfig::standalone("bench-smoke"),
     };
     Node::start(config).unwrap()
 }

@@ -446,11 +446,7 @@ impl Cluster {
     }
 
     /// Publishes this node's part of a room (`share.peers` empty: none).
-    pub fn share_room(
-        &mut self,
-        room: &str,
-        mut share: RoomShare,
-    ) -> Result<(), ClusterError> {
+    pub fn share_room(&mut self, room: &str, mut share: RoomShare) -> Result<(), ClusterError> {
         self.share_version += 1;
         share.version = self.share_version;
         share.node = self.node.clone();
@@ -472,11 +468,7 @@ impl Cluster {
     }
 
     /// Opens the channel of a local track.
-    pub fn open_channel(
-        &mut self,
-        channel: u64,
-        kind: MediaKind,
-    ) -> Result<(), ClusterError> {
+    pub fn open_channel(&mut self, channel: u64, kind: MediaKind) -> Result<(), ClusterError> {
         if self.channels_out.contains_key(&channel) {
             return Ok(());
         }

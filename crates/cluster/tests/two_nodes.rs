@@ -99,10 +99,8 @@ fn opus(seq: u64) -> MediaPacket {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_media_and_feedback_cross_two_nodes_and_vanish_with_the_node() {
     let port = free_port();
-    let mut a = Cluster::join(&config("a", Some(port), None, "s3cret"), 1)
-        .unwrap();
-    let mut b = Cluster::join(&config("b", None, Some(port), "s3cret"), 1)
-        .unwrap();
+    let mut a = Cluster::join(&config("a", Some(port), None, "s3cret"), 1).unwrap();
+    let mut b = Cluster::join(&config("b", None, Some(port), "s3cret"), 1).unwrap();
     let room = keys::room_key("app", "room");
 
     expect(&mut b, 10, "a up", |e| {
@@ -187,10 +185,8 @@ async fn rooms_media_and_feedback_cross_two_nodes_and_vanish_with_the_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_the_wrong_secret_cannot_join() {
     let port = free_port();
-    let mut a = Cluster::join(&config("a2", Some(port), None, "right"), 1)
-        .unwrap();
-    let mut c = Cluster::join(&config("c2", None, Some(port), "wrong"), 1)
-        .unwrap();
+    let mut a = Cluster::join(&config("a2", Some(port), None, "right"), 1).unwrap();
+    let mut c = Cluster::join(&config("c2", None, Some(port), "wrong"), 1).unwrap();
     let end = Instant::now() + Duration::from_secs(3);
     while Instant::now() < end {
         tokio::select! {
@@ -201,8 +197,7 @@ async fn a_node_with_the_wrong_secret_cannot_join() {
     }
     assert!(a.nodes().is_empty() && c.nodes().is_empty());
     // The right secret joins.
-    let mut d = Cluster::join(&config("d2", None, Some(port), "right"), 1)
-        .unwrap();
+    let mut d = Cluster::join(&config("d2", None, Some(port), "right"), 1).unwrap();
     expect(&mut d, 10, "a2 up", |e| {
         matches!(e, ClusterEvent::View(ViewEvent::NodeUp(ref n)) if n.node == "a2").then_some(())
     })
@@ -214,13 +209,11 @@ async fn a_relay_forwards_to_a_node_with_no_direct_link() {
     // A <- B <- C: C reaches A only through B.
     let pa = free_port();
     let pb = free_port();
-    let a = Cluster::join(&config("a3", Some(pa), None, "k"), 1)
-        .unwrap();
+    let a = Cluster::join(&config("a3", Some(pa), None, "k"), 1).unwrap();
     let mut cb = config("b3", Some(pb), Some(pa), "k");
     cb.listen = vec![format!("tcp/127.0.0.1:{pb}")];
     let _b = Cluster::join(&cb, 1).unwrap();
-    let mut c = Cluster::join(&config("c3", None, Some(pb), "k"), 1)
-        .unwrap();
+    let mut c = Cluster::join(&config("c3", None, Some(pb), "k"), 1).unwrap();
     expect(&mut c, 10, "a3 up", |e| {
         matches!(e, ClusterEvent::View(ViewEvent::NodeUp(ref n)) if n.node == "a3").then_some(())
     })

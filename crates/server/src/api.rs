@@ -301,7 +301,10 @@ fn check_app_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErro
 }
 
 /// `GET /api/node`: this node, the cluster nodes it sees, media counters.
-async fn node_view(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn node_view(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     check_app_secret(&state, &headers)?;
     let view = ask(&state, |reply| Command::NodeView { reply }).await?;
     Ok(Json(view).into_response())

@@ -149,7 +149,13 @@ fn default_node_id() -> String {
     let id: String = host
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(64)
         .collect();
     if id.is_empty() {
@@ -211,10 +217,7 @@ impl Config {
             .demo_tokens
             .or(file.demo_tokens)
             .unwrap_or(secret == DEV_SECRET && http_listen.ip().is_loopback());
-        let node = cli
-            .node_id
-            .or(file.node_id)
-            .unwrap_or_else(default_node_id);
+        let node = cli.node_id.or(file.node_id).unwrap_or_else(default_node_id);
         let mut cluster = ClusterConfig::standalone(node);
         if let Some(z) = cli.zone.or(file.zone) {
             cluster.zone = z;
@@ -247,12 +250,10 @@ impl Config {
         cluster.tls = match tls {
             (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
             (None, None, None) => None,
-            _ => {
-                return Err(
-                    "TLS links need all of --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca"
-                        .into(),
-                )
-            }
+            _ => return Err(
+                "TLS links need all of --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca"
+                    .into(),
+            ),
         };
         if let Some(ms) = cli.cluster_lease_ms.or(file.cluster_lease_ms) {
             cluster.lease = Duration::from_millis(ms);

@@ -123,7 +123,9 @@ pub enum Command {
         reply: oneshot::Sender<RoomView>,
     },
     /// This node and the cluster it sees.
-    NodeView { reply: oneshot::Sender<NodeView> },
+    NodeView {
+        reply: oneshot::Sender<NodeView>,
+    },
     /// Close every session, flush, and stop.
     Shutdown {
         reply: oneshot::Sender<()>,

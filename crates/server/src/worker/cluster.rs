@@ -268,7 +268,11 @@ impl Worker {
             } => {
                 let track = TrackId(channel);
                 // Only our own tracks (a channel number is our track id).
-                if self.sfu.track_owner(track).is_none_or(|o| self.is_remote_peer(o)) {
+                if self
+                    .sfu
+                    .track_owner(track)
+                    .is_none_or(|o| self.is_remote_peer(o))
+                {
                     return;
                 }
                 tracing::trace!(%track, %from, ?feedback, "cluster feedback");
@@ -353,9 +357,12 @@ impl Worker {
             watch_peers: false,
             watch_tracks: false,
         };
-        let id = self
-            .sfu
-            .add_peer_with(room.clone(), &shared.name, visibility, shared.metadata.clone());
+        let id = self.sfu.add_peer_with(
+            room.clone(),
+            &shared.name,
+            visibility,
+            shared.metadata.clone(),
+        );
         self.cluster_state.remote_peers.insert(id, node.to_owned());
         let mut p = RemotePeer {
             shared: SharedPeer {
