@@ -107,7 +107,12 @@ impl ClusterConfig {
         d.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    pub(crate) fn zenoh_config(&self) -> Result<zenoh::Config, ClusterError> {
+    /// The zenoh configuration, with link weights (node -> weight) for the
+    /// links this node dials (routers only).
+    pub(crate) fn zenoh_config(
+        &self,
+        weights: &std::collections::BTreeMap<String, u16>,
+    ) -> Result<zenoh::Config, ClusterError> {
         self.validate()?;
         let json = |v: &dyn erased::Json| v.json();
         let mut c = zenoh::Config::default();
@@ -120,6 +125,14 @@ impl ClusterConfig {
             NodeRole::Peer => "peer",
         };
         set("mode", json(&mode))?;
+        set("id", json(&crate::keys::zid(&self.node)))?;
+        if self.role == NodeRole::Router && !weights.is_empty() {
+            let list: Vec<serde_json::Value> = weights
+                .iter()
+                .map(|(node, w)| serde_json::json!({ "dst_zid": crate::keys::zid(node), "weight": w }))
+                .collect();
+            set("routing/router/linkstate/transport_weights", json(&list))?;
+        }
         set("listen/endpoints", json(&self.listen))?;
         set("connect/endpoints", json(&self.connect))?;
         // Never multicast: nodes meet only through configured endpoints (and
@@ -226,7 +239,13 @@ mod tests {
         c.listen = vec!["tcp/127.0.0.1:0".into()];
         c.secret = Some("s".into());
         c.runtime_dir = std::env::temp_dir();
-        assert!(c.zenoh_config().is_ok());
+        assert!(c.zenoh_config(&Default::default()).is_ok());
+        let weights = [("b".to_string(), 120u16), ("c".to_string(), 7)]
+            .into_iter()
+            .collect();
+        if let Err(e) = c.zenoh_config(&weights) {
+            panic!("{e}");
+        }
         assert_ne!(
             ClusterConfig::credential("s"),
             ClusterConfig::credential("t")

@@ -5,6 +5,7 @@
 //! mm/room/{room key}/{node}                  the node's share of a room (put, and queryable)
 //! mm/track/{node}/{incarnation}/{channel}    a track's media packets
 //! mm/fb/{node}/{incarnation}/{channel}/{from} feedback from node `from` to a track's publisher
+//! mm/info/{node}                             what a node tells about itself (queryable)
 //! ```
 //!
 //! Room names are free text; the key holds a stable hash of app and room
@@ -47,6 +48,26 @@ pub fn parse_node_token(key: &str) -> Option<(&str, &str, u64)> {
         return None;
     }
     Some((zone, node, inc))
+}
+
+/// A node's info queryable ([`crate::wire::NodeAbout`]).
+pub fn node_info(node: &str) -> String {
+    format!("mm/info/{node}")
+}
+
+/// zenoh's id of a node: fixed by its node id, so other routers can name
+/// it in their link weights: SHA-256(node id) as lowercase hex, 128 bits,
+/// without leading zeros (zenoh refuses them).
+pub fn zid(node: &str) -> String {
+    let d = Sha256::digest(format!("mediamesh-node\0{node}").as_bytes());
+    let s: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let s = s.trim_start_matches('0');
+    // A zenoh id must not be zero.
+    if s.is_empty() {
+        "1".into()
+    } else {
+        s.to_owned()
+    }
 }
 
 pub fn room_share(room: &str, node: &str) -> String {
@@ -114,6 +135,19 @@ mod tests {
         assert!(room_key("app", "a/b*c$d?#")
             .bytes()
             .all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn zids_are_stable_nonzero_hex_without_leading_zeros() {
+        for n in ["a", "b", "node-1", "x.y_z"] {
+            let z = zid(n);
+            assert_eq!(z, zid(n));
+            assert!(!z.starts_with('0') && !z.is_empty() && z.len() <= 32, "{z}");
+            assert!(z
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        }
+        assert_ne!(zid("a"), zid("b"));
     }
 
     #[test]

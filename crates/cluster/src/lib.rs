@@ -11,7 +11,9 @@
 
 mod config;
 pub mod keys;
+pub mod links;
 mod node;
+mod probe;
 mod view;
 pub mod wire;
 

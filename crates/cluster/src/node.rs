@@ -7,7 +7,7 @@
 //! never waits: media goes with congestion control Drop (a full link queue
 //! drops the packet rather than stall the worker).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -21,8 +21,9 @@ use zenoh::query::Queryable;
 use zenoh::sample::SampleKind;
 use zenoh::{Session, Wait};
 
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, NodeRole};
 use crate::keys;
+use crate::links::Links;
 use crate::view::{NodeInfo, View, ViewEvent};
 use crate::wire::{self, Feedback, RoomShare};
 
@@ -73,7 +74,32 @@ enum Control {
         from: String,
         feedback: Feedback,
     },
+    About {
+        node: String,
+        about: wire::NodeAbout,
+    },
+    Rtt {
+        endpoint: String,
+        rtt: Option<std::time::Duration>,
+    },
+    Reopened {
+        session: Result<Session, String>,
+        weights: BTreeMap<String, u16>,
+    },
+    /// A query of one node's share of a room got this many replies.
+    Queried {
+        room: String,
+        node: String,
+        attempt: u8,
+        replies: usize,
+    },
 }
+
+/// A node that just came up is asked for its shares again when it did not
+/// answer (its queryable may reach us after its token): this often, this
+/// many times.
+const REQUERY_GAP: std::time::Duration = std::time::Duration::from_millis(500);
+const REQUERY_ATTEMPTS: u8 = 8;
 
 /// Counters of the media that crossed this node's cluster edge.
 #[derive(Debug, Default)]
@@ -97,10 +123,11 @@ pub struct CountersSnapshot {
 }
 
 struct TrackChannel {
+    // Fields drop in order: the listener before its publisher.
+    _listener: zenoh::matching::MatchingListener<()>,
     publisher: Publisher<'static>,
     /// Some node subscribes (kept by zenoh's matching listener).
     matching: Arc<AtomicBool>,
-    _listener: zenoh::matching::MatchingListener<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,34 +144,81 @@ fn zerr(e: impl std::fmt::Display) -> ClusterError {
 
 /// This node in the cluster.
 pub struct Cluster {
-    /// `None` only once [`Cluster::leave`] or drop took it.
-    session: Option<Session>,
+    config: ClusterConfig,
     node: String,
     zone: String,
     incarnation: u64,
     view: View,
+    links: Links,
     control_rx: mpsc::UnboundedReceiver<Control>,
     control_tx: mpsc::UnboundedSender<Control>,
     media_rx: mpsc::Receiver<ClusterEvent>,
     media_tx: mpsc::Sender<ClusterEvent>,
     /// Our shares by room key, encoded, for the queryable to answer.
     shares: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    /// The same, decoded, to put again after a reopen.
+    share_of: HashMap<String, RoomShare>,
     share_version: u64,
-    watched_rooms: HashMap<String, Subscriber<()>>,
-    channels_out: HashMap<u64, TrackChannel>,
-    channels_in: HashMap<ChannelId, Subscriber<()>>,
+    /// What this node has declared, by our names: declared again on a new
+    /// session.
+    rooms: HashSet<String>,
+    out: HashMap<u64, MediaKind>,
+    ins: HashSet<ChannelId>,
+    /// The zenoh session and everything declared on it; `None` while the
+    /// session reopens (with new link weights) and after leaving.
+    live: Option<Live>,
     counters: Arc<Counters>,
-    /// Declarations that live as long as the node is in the cluster.
-    standing: Option<Standing>,
+    /// Share queries to repeat: (when, room, node (`None`: all), attempt).
+    requery: Vec<(Instant, String, Option<String>, u8)>,
+    /// When our shares are put again (see [`RESHARE_INTERVAL`]).
+    next_reshare: Instant,
 }
 
-/// What keeps the node announced and listening. Each holds the zenoh
-/// session: they are dropped with it, off the worker's runtime.
-struct Standing {
+/// Our shares are put again this often, unchanged (same version: a node
+/// that has them ignores them). A node whose subscription reached us after
+/// a put, and whose query came before it, has them within this.
+const RESHARE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A session and what is declared on it. Each object holds the session:
+/// they are dropped with it, off the worker's runtime (see `close_live`).
+struct Live {
+    session: Session,
     _token: LivelinessToken,
     _nodes: Subscriber<()>,
     _feedback: Subscriber<()>,
     _queryable: Queryable<()>,
+    _info: Queryable<()>,
+    rooms: HashMap<String, Subscriber<()>>,
+    out: HashMap<u64, TrackChannel>,
+    ins: HashMap<ChannelId, Subscriber<()>>,
+}
+
+/// Drops a session and its declarations on a thread of their own (zenoh
+/// does not take them down on a current-thread runtime), and waits.
+fn close_live(live: Live) {
+    let closing = std::thread::Builder::new()
+        .name("cluster-close".into())
+        .spawn(move || {
+            let Live {
+                session,
+                _token,
+                _nodes,
+                _feedback,
+                _queryable,
+                _info,
+                rooms,
+                out,
+                ins,
+            } = live;
+            drop((
+                _token, _nodes, _feedback, _queryable, _info, rooms, out, ins,
+            ));
+            let _ = session.close().wait();
+            drop(session);
+        });
+    if let Ok(t) = closing {
+        let _ = t.join();
+    }
 }
 
 impl Cluster {
@@ -157,15 +231,46 @@ impl Cluster {
     /// opening refuses those). The returned handle may then be used from
     /// any runtime; see [`Cluster::leave`] for the end.
     pub fn join(config: &ClusterConfig, incarnation: u64) -> Result<Cluster, ClusterError> {
-        let zconfig = config.zenoh_config()?;
-        let session = zenoh::open(zconfig).wait().map_err(zerr)?;
-        let node = config.node.clone();
-        let zone = config.zone.clone();
+        let session = zenoh::open(config.zenoh_config(&BTreeMap::new())?)
+            .wait()
+            .map_err(zerr)?;
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
-        let counters = Arc::new(Counters::default());
+        let links = match config.role {
+            NodeRole::Router => Links::new(config.connect.clone(), Instant::now()),
+            NodeRole::Peer => Links::new(Vec::new(), Instant::now()),
+        };
+        let mut c = Cluster {
+            view: View::new(config.node.clone(), config.debounce),
+            links,
+            node: config.node.clone(),
+            zone: config.zone.clone(),
+            config: config.clone(),
+            incarnation,
+            control_rx,
+            control_tx,
+            media_rx,
+            media_tx,
+            shares: Arc::default(),
+            share_of: HashMap::new(),
+            share_version: 0,
+            rooms: HashSet::new(),
+            out: HashMap::new(),
+            ins: HashSet::new(),
+            live: None,
+            counters: Arc::new(Counters::default()),
+            requery: Vec::new(),
+            next_reshare: Instant::now() + RESHARE_INTERVAL,
+        };
+        c.live = Some(c.declare_live(session)?);
+        Ok(c)
+    }
 
-        let tx = control_tx.clone();
+    /// Declares on `session` everything this node has: its token, its
+    /// watchers and queryables, its rooms, channels and subscriptions.
+    fn declare_live(&mut self, session: Session) -> Result<Live, ClusterError> {
+        let (node, incarnation) = (self.node.clone(), self.incarnation);
+        let tx = self.control_tx.clone();
         let nodes = session
             .liveliness()
             .declare_subscriber(keys::NODE_TOKENS)
@@ -187,7 +292,7 @@ impl Cluster {
             .wait()
             .map_err(zerr)?;
 
-        let tx = control_tx.clone();
+        let tx = self.control_tx.clone();
         let feedback = session
             .declare_subscriber(keys::feedback_to(&node, incarnation))
             .callback(move |sample| {
@@ -209,8 +314,7 @@ impl Cluster {
             .wait()
             .map_err(zerr)?;
 
-        let shares: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-        let answer = shares.clone();
+        let answer = self.shares.clone();
         let me = node.clone();
         let queryable = session
             .declare_queryable(keys::node_shares(&node))
@@ -234,35 +338,50 @@ impl Cluster {
             .wait()
             .map_err(zerr)?;
 
-        let token = session
-            .liveliness()
-            .declare_token(keys::node_token(&zone, &node, incarnation))
+        let about = wire::encode_json(&wire::NodeAbout {
+            listen: self.config.listen.clone(),
+        });
+        let info_key = keys::node_info(&node);
+        let reply_key = info_key.clone();
+        let info = session
+            .declare_queryable(&info_key)
+            .callback(move |query| {
+                let _ = query.reply(&reply_key, about.clone()).wait();
+            })
             .wait()
             .map_err(zerr)?;
 
-        Ok(Cluster {
-            view: View::new(node.clone(), config.debounce),
-            session: Some(session),
-            node,
-            zone,
-            incarnation,
-            control_rx,
-            control_tx,
-            media_rx,
-            media_tx,
-            shares,
-            share_version: 0,
-            watched_rooms: HashMap::new(),
-            channels_out: HashMap::new(),
-            channels_in: HashMap::new(),
-            counters,
-            standing: Some(Standing {
-                _token: token,
-                _nodes: nodes,
-                _feedback: feedback,
-                _queryable: queryable,
-            }),
-        })
+        let token = session
+            .liveliness()
+            .declare_token(keys::node_token(&self.zone, &node, incarnation))
+            .wait()
+            .map_err(zerr)?;
+
+        let mut live = Live {
+            session,
+            _token: token,
+            _nodes: nodes,
+            _feedback: feedback,
+            _queryable: queryable,
+            _info: info,
+            rooms: HashMap::new(),
+            out: HashMap::new(),
+            ins: HashMap::new(),
+        };
+        for room in self.rooms.clone() {
+            let sub = self.declare_room(&live.session, &room)?;
+            live.rooms.insert(room.clone(), sub);
+            self.query_shares(&live.session, &room, None, 0);
+        }
+        for (channel, kind) in self.out.clone() {
+            let c = self.declare_channel(&live.session, channel, kind)?;
+            live.out.insert(channel, c);
+        }
+        for channel in self.ins.clone() {
+            let sub = self.declare_subscription(&live.session, &channel)?;
+            live.ins.insert(channel, sub);
+        }
+        Ok(live)
     }
 
     pub fn node(&self) -> &str {
@@ -282,19 +401,24 @@ impl Cluster {
         self.view.nodes()
     }
 
+    /// The link weights this node's session runs with (node -> weight in
+    /// 0.1 ms of RTT; see [`Links`]).
+    pub fn link_weights(&self) -> &BTreeMap<String, u16> {
+        self.links.weights()
+    }
+
     pub fn counters(&self) -> CountersSnapshot {
         CountersSnapshot {
             packets_out: self.counters.packets_out.load(Ordering::Relaxed),
             packets_in: self.counters.packets_in.load(Ordering::Relaxed),
             packets_dropped: self.counters.packets_dropped.load(Ordering::Relaxed),
-            channels_out: self.channels_out.len(),
-            channels_in: self.channels_in.len(),
+            channels_out: self.out.len(),
+            channels_in: self.ins.len(),
         }
     }
 
     /// Waits for the next thing from the cluster. Cancel-safe (use it in
-    /// `select!`). Membership changes come through [`Cluster::poll_event`]
-    /// after this returns `None`... see [`Cluster::next`].
+    /// `select!`).
     pub async fn next(&mut self) -> ClusterEvent {
         loop {
             if let Some(e) = self.view.poll_event() {
@@ -329,7 +453,7 @@ impl Cluster {
                 None
             }
             Control::Share { room, share } => {
-                if self.watched_rooms.contains_key(&room) {
+                if self.rooms.contains(&room) {
                     self.view.share(&room, share);
                 }
                 None
@@ -343,6 +467,57 @@ impl Cluster {
                 from,
                 feedback,
             }),
+            Control::About { node, about } => {
+                self.links.node_listens(&node, about.listen);
+                None
+            }
+            Control::Queried {
+                room,
+                node,
+                attempt,
+                replies,
+            } => {
+                // A node with nothing in the room answers nothing too: ask
+                // a few times, then rely on its puts.
+                if replies == 0
+                    && attempt < REQUERY_ATTEMPTS
+                    && self.rooms.contains(&room)
+                    && self.view.incarnation(&node).is_some()
+                {
+                    self.requery.push((
+                        Instant::now() + REQUERY_GAP,
+                        room,
+                        Some(node),
+                        attempt + 1,
+                    ));
+                }
+                None
+            }
+            Control::Rtt { endpoint, rtt } => {
+                tracing::trace!(%endpoint, ?rtt, "cluster link RTT");
+                self.links.on_rtt(&endpoint, rtt);
+                None
+            }
+            Control::Reopened { session, weights } => {
+                match session {
+                    Ok(session) => match self.declare_live(session) {
+                        Ok(live) => {
+                            self.live = Some(live);
+                            tracing::info!(
+                                ?weights,
+                                "cluster: session reopened with new link weights"
+                            );
+                            self.links.applied(weights, Instant::now());
+                            self.reshare();
+                        }
+                        Err(e) => {
+                            tracing::error!("cluster: cannot declare on the reopened session: {e}")
+                        }
+                    },
+                    Err(e) => tracing::error!("cluster: cannot reopen the session: {e}"),
+                }
+                None
+            }
         }
     }
 
@@ -350,44 +525,161 @@ impl Cluster {
         if let ViewEvent::NodeUp(info) = e {
             // Its shares may have arrived before its token (and were
             // ignored): ask it for those of the rooms we watch.
-            let rooms: Vec<String> = self.watched_rooms.keys().cloned().collect();
-            for room in rooms {
-                self.query_shares(&keys::room_share(&room, &info.node));
+            if let Some(live) = &self.live {
+                for room in &self.rooms {
+                    self.query_shares(&live.session, room, Some(&info.node), 1);
+                }
+                self.query_about(&live.session, &info.node);
             }
         }
         if let ViewEvent::NodeDown(info) = e {
             // Its channels are gone: so are our subscriptions to them.
-            self.channels_in.retain(|c, _| c.node != info.node);
+            self.ins.retain(|c| c.node != info.node);
+            if let Some(live) = self.live.as_mut() {
+                live.ins.retain(|c, _| c.node != info.node);
+            }
+            self.links.node_gone(&info.node);
         }
     }
 
-    /// When the view next needs [`Cluster::handle_timeout`] (debounced
-    /// departures).
+    /// When [`Cluster::handle_timeout`] next has work: debounced
+    /// departures, link probes, a pending reopen.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.view.poll_timeout()
+        let reopen = (self.live.is_some() && self.links.reopen_due(Instant::now()).is_some())
+            .then(|| self.links.next_reopen())
+            .flatten();
+        let requery = self.requery.iter().map(|r| r.0).min();
+        let reshare = (!self.share_of.is_empty()).then_some(self.next_reshare);
+        [
+            self.view.poll_timeout(),
+            self.links.next_probe(),
+            reopen,
+            requery,
+            reshare,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
+    /// Serves timers. Call from within a tokio runtime (probes are tasks).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.view.handle_timeout(now);
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.requery)
+            .into_iter()
+            .partition(|r| r.0 <= now);
+        self.requery = later;
+        if let Some(live) = &self.live {
+            for (_, room, node, attempt) in due {
+                let live_node = node
+                    .as_deref()
+                    .is_none_or(|n| self.view.incarnation(n).is_some());
+                if self.rooms.contains(&room) && live_node {
+                    self.query_shares(&live.session, &room, node.as_deref(), attempt);
+                }
+            }
+            if now >= self.next_reshare {
+                self.next_reshare = now + RESHARE_INTERVAL;
+                let shares: Vec<(String, Vec<u8>)> = self
+                    .shares
+                    .lock()
+                    .map(|s| s.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default();
+                for (room, bytes) in shares {
+                    let _ = live
+                        .session
+                        .put(keys::room_share(&room, &self.node), bytes)
+                        .priority(Priority::InteractiveLow)
+                        .congestion_control(CongestionControl::Drop)
+                        .wait();
+                }
+            }
+        }
+        if let Some(endpoints) = self.links.probe_due(now) {
+            for endpoint in endpoints {
+                let tx = self.control_tx.clone();
+                tokio::spawn(async move {
+                    let rtt = crate::probe::rtt(&endpoint).await;
+                    let _ = tx.send(Control::Rtt { endpoint, rtt });
+                });
+            }
+        }
+        if self.live.is_some() {
+            if let Some(weights) = self.links.reopen_due(now) {
+                self.reopen(weights);
+            }
+        }
     }
 
-    fn query_shares(&self, selector: &str) {
-        let tx = self.control_tx.clone();
-        let Some(session) = self.session.clone() else {
+    /// Reopens the session with new link weights, off this thread: the old
+    /// one closes (the node's links drop; the others see a flap shorter
+    /// than their debounce), a new one opens with the same id, and
+    /// [`Control::Reopened`] declares everything again on it.
+    fn reopen(&mut self, weights: BTreeMap<String, u16>) {
+        let Some(live) = self.live.take() else {
             return;
         };
-        let selector = selector.to_owned();
+        let config = match self.config.zenoh_config(&weights) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("cluster: link weights: {e}");
+                self.live = Some(live);
+                return;
+            }
+        };
+        // Not again before the gap, whatever happens.
+        self.links
+            .applied(self.links.weights().clone(), Instant::now());
+        let tx = self.control_tx.clone();
+        tracing::info!(
+            ?weights,
+            "cluster: link RTTs changed, reopening the session"
+        );
+        let spawned = std::thread::Builder::new()
+            .name("cluster-reopen".into())
+            .spawn(move || {
+                close_live(live);
+                let session = zenoh::open(config).wait().map_err(|e| e.to_string());
+                let _ = tx.send(Control::Reopened { session, weights });
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cluster: cannot start the reopen thread: {e}");
+        }
+    }
+
+    /// Puts every share again (a new session: others may have missed the
+    /// last ones).
+    fn reshare(&mut self) {
+        let rooms: Vec<(String, RoomShare)> = self
+            .share_of
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (room, share) in rooms {
+            if let Err(e) = self.share_room(&room, share) {
+                tracing::warn!("cluster: share again: {e}");
+            }
+        }
+    }
+
+    /// Asks for the shares of `room`: of one node (`attempt` counts from
+    /// 1, and an unanswered query is repeated) or of every node.
+    fn query_shares(&self, session: &Session, room: &str, node: Option<&str>, attempt: u8) {
+        let selector = match node {
+            Some(n) => keys::room_share(room, n),
+            None => keys::room_shares(room),
+        };
+        let tx = self.control_tx.clone();
+        let replies = match session.get(&selector).wait() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(%e, %selector, "room share query failed");
+                return;
+            }
+        };
+        let asked = node.map(|n| (room.to_owned(), n.to_owned()));
         tokio::spawn(async move {
-            let replies = session.get(&selector).await;
-            // Not the last handle to outlive the node (see `close`).
-            drop(session);
-            let replies = match replies {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(%e, %selector, "room share query failed");
-                    return;
-                }
-            };
+            let mut count = 0;
             while let Ok(reply) = replies.recv_async().await {
                 let Ok(sample) = reply.result() else {
                     continue;
@@ -397,6 +689,7 @@ impl Cluster {
                 };
                 match wire::decode_json::<RoomShare>(&sample.payload().to_bytes()) {
                     Ok(share) => {
+                        count += 1;
                         let _ = tx.send(Control::Share {
                             room: room.to_owned(),
                             share,
@@ -405,18 +698,51 @@ impl Cluster {
                     Err(e) => tracing::debug!(%e, "bad room share"),
                 }
             }
+            if let Some((room, node)) = asked {
+                let _ = tx.send(Control::Queried {
+                    room,
+                    node,
+                    attempt,
+                    replies: count,
+                });
+            }
         });
     }
 
-    /// Starts following a room (this node has peers in it): every node's
-    /// share of it arrives as [`ViewEvent::Share`].
-    pub fn watch_room(&mut self, room: &str) -> Result<(), ClusterError> {
-        if self.watched_rooms.contains_key(room) {
-            return Ok(());
+    /// Asks a node what it listens on (for link weights).
+    fn query_about(&self, session: &Session, node: &str) {
+        if self.links.next_probe().is_none() {
+            return;
         }
         let tx = self.control_tx.clone();
-        let sub = self
-            .session()?
+        let replies = match session.get(keys::node_info(node)).wait() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(%e, "node info query failed");
+                return;
+            }
+        };
+        let node = node.to_owned();
+        tokio::spawn(async move {
+            while let Ok(reply) = replies.recv_async().await {
+                let Ok(sample) = reply.result() else {
+                    continue;
+                };
+                if let Ok(about) =
+                    wire::decode_json::<wire::NodeAbout>(&sample.payload().to_bytes())
+                {
+                    let _ = tx.send(Control::About {
+                        node: node.clone(),
+                        about,
+                    });
+                }
+            }
+        });
+    }
+
+    fn declare_room(&self, session: &Session, room: &str) -> Result<Subscriber<()>, ClusterError> {
+        let tx = self.control_tx.clone();
+        session
             .declare_subscriber(keys::room_shares(room))
             .callback(move |sample| {
                 let Some(room) = keys::parse_room_share(sample.key_expr().as_str()) else {
@@ -433,15 +759,85 @@ impl Cluster {
                 }
             })
             .wait()
-            .map_err(zerr)?;
-        self.watched_rooms.insert(room.to_owned(), sub);
-        self.query_shares(&keys::room_shares(room));
+            .map_err(zerr)
+    }
+
+    /// Starts following a room (this node has peers in it): every node's
+    /// share of it arrives as [`ViewEvent::Share`].
+    pub fn watch_room(&mut self, room: &str) -> Result<(), ClusterError> {
+        if !self.rooms.insert(room.to_owned()) {
+            return Ok(());
+        }
+        if let Some(live) = &self.live {
+            let sub = self.declare_room(&live.session, room)?;
+            self.query_shares(&live.session, room, None, 0);
+            // Once more when our subscription has surely reached every
+            // node (a share put meanwhile may have missed it).
+            self.requery.push((
+                Instant::now() + REQUERY_GAP,
+                room.to_owned(),
+                None,
+                REQUERY_ATTEMPTS,
+            ));
+            if let Some(live) = self.live.as_mut() {
+                live.rooms.insert(room.to_owned(), sub);
+            }
+        }
         Ok(())
+    }
+
+    /// Every live node's current share of a room this node may not watch
+    /// (one query; answers within a second). For views of rooms without
+    /// local peers.
+    pub fn room_snapshot(
+        &self,
+        room: &str,
+    ) -> impl std::future::Future<Output = Vec<RoomShare>> + Send + 'static {
+        let alive: HashMap<String, u64> = self
+            .view
+            .nodes()
+            .into_iter()
+            .map(|n| (n.node.clone(), n.incarnation))
+            .collect();
+        let replies = self.live.as_ref().and_then(|l| {
+            l.session
+                .get(keys::room_shares(room))
+                .timeout(std::time::Duration::from_secs(1))
+                .wait()
+                .ok()
+        });
+        async move {
+            let mut out: Vec<RoomShare> = Vec::new();
+            let Some(replies) = replies else {
+                return out;
+            };
+            while let Ok(reply) = replies.recv_async().await {
+                let Ok(sample) = reply.result() else {
+                    continue;
+                };
+                let Ok(share) = wire::decode_json::<RoomShare>(&sample.payload().to_bytes()) else {
+                    continue;
+                };
+                if alive.get(&share.node) == Some(&share.incarnation) && !share.peers.is_empty() {
+                    out.push(share);
+                }
+            }
+            out.sort_by(|a, b| a.node.cmp(&b.node));
+            out
+        }
+    }
+
+    /// Whether this node follows a room (it has peers there).
+    pub fn watches(&self, room: &str) -> bool {
+        self.rooms.contains(room)
     }
 
     /// Stops following a room (no peer of ours left in it).
     pub fn unwatch_room(&mut self, room: &str) {
-        self.watched_rooms.remove(room);
+        self.rooms.remove(room);
+        if let Some(live) = self.live.as_mut() {
+            live.rooms.remove(room);
+        }
         self.view.forget_room(room);
     }
 
@@ -459,7 +855,16 @@ impl Cluster {
                 s.insert(room.to_owned(), bytes.clone());
             }
         }
-        self.session()?
+        if share.peers.is_empty() {
+            self.share_of.remove(room);
+        } else {
+            self.share_of.insert(room.to_owned(), share);
+        }
+        let Some(live) = &self.live else {
+            // Put again once the session is back.
+            return Ok(());
+        };
+        live.session
             .put(keys::room_share(room, &self.node), bytes)
             .priority(Priority::InteractiveLow)
             .congestion_control(CongestionControl::Block)
@@ -467,18 +872,18 @@ impl Cluster {
             .map_err(zerr)
     }
 
-    /// Opens the channel of a local track.
-    pub fn open_channel(&mut self, channel: u64, kind: MediaKind) -> Result<(), ClusterError> {
-        if self.channels_out.contains_key(&channel) {
-            return Ok(());
-        }
+    fn declare_channel(
+        &self,
+        session: &Session,
+        channel: u64,
+        kind: MediaKind,
+    ) -> Result<TrackChannel, ClusterError> {
         // Audio first: a congested link drops video before audio.
         let priority = match kind {
             MediaKind::Audio => Priority::InteractiveHigh,
             MediaKind::Video => Priority::DataHigh,
         };
-        let publisher = self
-            .session()?
+        let publisher = session
             .declare_publisher(keys::track(&self.node, self.incarnation, channel))
             .priority(priority)
             .congestion_control(CongestionControl::Drop)
@@ -492,25 +897,38 @@ impl Cluster {
             .callback(move |status| m.store(status.matching(), Ordering::Relaxed))
             .wait()
             .map_err(zerr)?;
-        self.channels_out.insert(
-            channel,
-            TrackChannel {
-                publisher,
-                matching,
-                _listener: listener,
-            },
-        );
+        Ok(TrackChannel {
+            publisher,
+            matching,
+            _listener: listener,
+        })
+    }
+
+    /// Opens the channel of a local track.
+    pub fn open_channel(&mut self, channel: u64, kind: MediaKind) -> Result<(), ClusterError> {
+        if self.out.insert(channel, kind).is_some() {
+            return Ok(());
+        }
+        if let Some(live) = &self.live {
+            let c = self.declare_channel(&live.session, channel, kind)?;
+            if let Some(live) = self.live.as_mut() {
+                live.out.insert(channel, c);
+            }
+        }
         Ok(())
     }
 
     pub fn close_channel(&mut self, channel: u64) {
-        self.channels_out.remove(&channel);
+        self.out.remove(&channel);
+        if let Some(live) = self.live.as_mut() {
+            live.out.remove(&channel);
+        }
     }
 
     /// Sends a packet of a local track to the nodes that subscribe to it
     /// (nothing when none does).
     pub fn send_media(&self, channel: u64, stream: u8, packet: &MediaPacket) {
-        let Some(c) = self.channels_out.get(&channel) else {
+        let Some(c) = self.live.as_ref().and_then(|l| l.out.get(&channel)) else {
             return;
         };
         if !c.matching.load(Ordering::Relaxed) {
@@ -524,16 +942,15 @@ impl Cluster {
         }
     }
 
-    /// Subscribes to another node's track.
-    pub fn subscribe(&mut self, channel: &ChannelId) -> Result<(), ClusterError> {
-        if self.channels_in.contains_key(channel) {
-            return Ok(());
-        }
+    fn declare_subscription(
+        &self,
+        session: &Session,
+        channel: &ChannelId,
+    ) -> Result<Subscriber<()>, ClusterError> {
         let tx = self.media_tx.clone();
         let counters = self.counters.clone();
         let id = channel.clone();
-        let sub = self
-            .session()?
+        session
             .declare_subscriber(keys::track(
                 &channel.node,
                 channel.incarnation,
@@ -560,17 +977,32 @@ impl Cluster {
                 }
             })
             .wait()
-            .map_err(zerr)?;
-        self.channels_in.insert(channel.clone(), sub);
+            .map_err(zerr)
+    }
+
+    /// Subscribes to another node's track.
+    pub fn subscribe(&mut self, channel: &ChannelId) -> Result<(), ClusterError> {
+        if !self.ins.insert(channel.clone()) {
+            return Ok(());
+        }
+        if let Some(live) = &self.live {
+            let sub = self.declare_subscription(&live.session, channel)?;
+            if let Some(live) = self.live.as_mut() {
+                live.ins.insert(channel.clone(), sub);
+            }
+        }
         Ok(())
     }
 
     pub fn unsubscribe(&mut self, channel: &ChannelId) {
-        self.channels_in.remove(channel);
+        self.ins.remove(channel);
+        if let Some(live) = self.live.as_mut() {
+            live.ins.remove(channel);
+        }
     }
 
     pub fn subscribed(&self) -> HashSet<&ChannelId> {
-        self.channels_in.keys().collect()
+        self.ins.iter().collect()
     }
 
     /// Tells a track's publisher node something (keyframe, watching).
@@ -581,10 +1013,11 @@ impl Cluster {
             channel.channel,
             &self.node,
         );
-        let Ok(session) = self.session() else {
+        let Some(live) = &self.live else {
             return;
         };
-        if let Err(e) = session
+        if let Err(e) = live
+            .session
             .put(key, wire::encode_json(feedback))
             .priority(Priority::InteractiveHigh)
             .congestion_control(CongestionControl::Drop)
@@ -594,47 +1027,19 @@ impl Cluster {
         }
     }
 
-    fn session(&self) -> Result<&Session, ClusterError> {
-        self.session
-            .as_ref()
-            .ok_or_else(|| ClusterError::Zenoh("the node left the cluster".into()))
-    }
-
     /// Leaves the cluster: the token goes, others drop this node at once.
-    /// (Dropping the handle does the same.) zenoh closes a session only
-    /// outside current-thread runtimes: it is closed on a thread of its
-    /// own, which this waits for.
+    /// (Dropping the handle does the same.)
     pub fn leave(mut self) {
-        self.close();
-    }
-
-    fn close(&mut self) {
-        // Everything that holds the session goes to the closing thread: the
-        // last of them to drop takes zenoh's runtime down, which zenoh does
-        // only outside current-thread runtimes.
-        let held = (
-            std::mem::take(&mut self.channels_in),
-            std::mem::take(&mut self.channels_out),
-            std::mem::take(&mut self.watched_rooms),
-            self.standing.take(),
-        );
-        if let Some(session) = self.session.take() {
-            let closing = std::thread::Builder::new()
-                .name("cluster-close".into())
-                .spawn(move || {
-                    drop(held);
-                    let _ = session.close().wait();
-                    drop(session);
-                });
-            if let Ok(t) = closing {
-                let _ = t.join();
-            }
+        if let Some(live) = self.live.take() {
+            close_live(live);
         }
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.close();
+        if let Some(live) = self.live.take() {
+            close_live(live);
+        }
     }
 }

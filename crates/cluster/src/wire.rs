@@ -155,6 +155,13 @@ pub enum Feedback {
     Watching,
 }
 
+/// What a node tells about itself (answered by its info queryable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAbout {
+    /// Its listen endpoints: a node that dials one knows whom it reaches.
+    pub listen: Vec<String>,
+}
+
 /// A track as a room share lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedTrack {

@@ -594,9 +594,7 @@ impl Worker {
                 self.process(now);
                 let _ = reply.send(r);
             }
-            Command::RoomView { app, room, reply } => {
-                let _ = reply.send(self.room_view(&app, &room));
-            }
+            Command::RoomView { app, room, reply } => self.serve_room_view(&app, &room, reply),
             Command::NodeView { reply } => {
                 let _ = reply.send(self.node_view());
             }

@@ -500,6 +500,46 @@ impl Worker {
         }
     }
 
+    /// Answers a room view: from the core when this node follows the room,
+    /// else from the other nodes' current shares (a query; the answer comes
+    /// from a task).
+    pub(super) fn serve_room_view(
+        &self,
+        app: &str,
+        name: &str,
+        reply: tokio::sync::oneshot::Sender<RoomView>,
+    ) {
+        if self.cluster.watches(&keys::room_key(app, name)) {
+            let _ = reply.send(self.room_view(app, name));
+            return;
+        }
+        let snapshot = self.cluster.room_snapshot(&keys::room_key(app, name));
+        let (app, name) = (app.to_owned(), name.to_owned());
+        tokio::spawn(async move {
+            let shares = snapshot.await;
+            let peers = shares
+                .into_iter()
+                .filter(|s| s.app == app && s.room == name)
+                .flat_map(|s| {
+                    let node = s.node.clone();
+                    s.peers.into_iter().map(move |p| RoomViewPeer {
+                        peer: p.name,
+                        node: node.clone(),
+                        tracks: p
+                            .tracks
+                            .into_iter()
+                            .map(|t| RoomViewTrack {
+                                track: t.name,
+                                kind: kind_name(t.kind.into()),
+                            })
+                            .collect(),
+                    })
+                })
+                .collect();
+            let _ = reply.send(RoomView { room: name, peers });
+        });
+    }
+
     /// A room as this node sees it.
     pub(super) fn room_view(&self, app: &str, name: &str) -> RoomView {
         let room = RoomId::new(app, name);

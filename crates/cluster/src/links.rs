@@ -1,0 +1,210 @@
+//! Link weights from measured round-trip times, as a pure state machine.
+//!
+//! zenoh routers pick the path with the least total link weight; weights
+//! are configuration, read when a session opens (zenoh 1.10 has no way to
+//! change them on a live session). So a router node measures the RTT of
+//! each link it dials (TCP handshake time to the endpoint, a few samples per
+//! round, smoothed), turns it into a weight (0.1 ms units), and when the
+//! weights it runs with are off by more than [`SIGNIFICANT`], it reopens its
+//! session with the new ones (at most once per [`MIN_REOPEN_GAP`]; the node
+//! keeps its id and incarnation, so the others see a flap shorter than their
+//! debounce, not a departure).
+//!
+//! Only the dialing side of a link sets its weight (zenoh takes the larger
+//! of the two ends' weights, or the one set).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// How often the links are measured.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// Samples per link per round (the median is taken).
+pub const PROBE_SAMPLES: usize = 3;
+/// A new weight set is applied only this long after the last.
+pub const MIN_REOPEN_GAP: Duration = Duration::from_secs(5);
+/// A weight change smaller than a quarter (or 0.5 ms) is noise.
+pub const SIGNIFICANT: (u32, u32) = (1, 4);
+const MIN_DELTA: u32 = 5;
+
+/// The weight of a link of this RTT: 0.1 ms units, at least 1.
+pub fn weight_of(rtt: Duration) -> u16 {
+    let w = rtt.as_micros() / 100;
+    w.clamp(1, u128::from(u16::MAX)) as u16
+}
+
+#[derive(Debug, Default)]
+pub struct Links {
+    /// Endpoints this node dials.
+    connect: Vec<String>,
+    /// Other nodes' listen endpoints (what tells us who is at an endpoint).
+    listen_of: HashMap<String, Vec<String>>,
+    /// Smoothed RTT per endpoint.
+    rtt: HashMap<String, Duration>,
+    /// The weights the session runs with (node -> weight).
+    applied: BTreeMap<String, u16>,
+    next_probe: Option<Instant>,
+    last_reopen: Option<Instant>,
+}
+
+impl Links {
+    /// Links of a router that dials `connect` (empty: nothing to weigh).
+    pub fn new(connect: Vec<String>, now: Instant) -> Self {
+        let next_probe = (!connect.is_empty()).then_some(now);
+        Self {
+            connect,
+            next_probe,
+            ..Self::default()
+        }
+    }
+
+    /// A node told its listen endpoints.
+    pub fn node_listens(&mut self, node: &str, listen: Vec<String>) {
+        self.listen_of.insert(node.to_owned(), listen);
+    }
+
+    pub fn node_gone(&mut self, node: &str) {
+        self.listen_of.remove(node);
+    }
+
+    /// Endpoints to measure now, if a round is due (the caller measures and
+    /// reports with [`Links::on_rtt`]).
+    pub fn probe_due(&mut self, now: Instant) -> Option<Vec<String>> {
+        let t = self.next_probe?;
+        if now < t {
+            return None;
+        }
+        self.next_probe = Some(now + PROBE_INTERVAL);
+        Some(self.connect.clone())
+    }
+
+    /// A round's median RTT of an endpoint (`None`: unreachable, forgotten).
+    pub fn on_rtt(&mut self, endpoint: &str, rtt: Option<Duration>) {
+        match rtt {
+            None => {
+                self.rtt.remove(endpoint);
+            }
+            Some(r) => {
+                // Half old, half new: one outlier round moves it halfway.
+                let v = match self.rtt.get(endpoint) {
+                    Some(old) => (*old + r) / 2,
+                    None => r,
+                };
+                self.rtt.insert(endpoint.to_owned(), v);
+            }
+        }
+    }
+
+    /// The weights the measurements ask for (node -> weight), for the links
+    /// whose far node is known.
+    pub fn desired(&self) -> BTreeMap<String, u16> {
+        let mut out = BTreeMap::new();
+        for (endpoint, rtt) in &self.rtt {
+            for (node, listen) in &self.listen_of {
+                if listen.iter().any(|l| l == endpoint) {
+                    let w = weight_of(*rtt);
+                    out.entry(node.clone())
+                        .and_modify(|x: &mut u16| *x = (*x).min(w))
+                        .or_insert(w);
+                }
+            }
+        }
+        out
+    }
+
+    /// The weights to reopen the session with, when they differ enough from
+    /// the applied ones and the last reopen is long enough ago. The caller
+    /// reopens and then calls [`Links::applied`].
+    pub fn reopen_due(&self, now: Instant) -> Option<BTreeMap<String, u16>> {
+        if self.last_reopen.is_some_and(|t| now < t + MIN_REOPEN_GAP) {
+            return None;
+        }
+        let want = self.desired();
+        let differs = want.iter().any(|(node, w)| match self.applied.get(node) {
+            None => true,
+            Some(old) => {
+                let (a, b) = (u32::from(*old), u32::from(*w));
+                a.abs_diff(b) > (a * SIGNIFICANT.0 / SIGNIFICANT.1).max(MIN_DELTA)
+            }
+        });
+        differs.then_some(want)
+    }
+
+    /// The session now runs with `weights`.
+    pub fn applied(&mut self, weights: BTreeMap<String, u16>, now: Instant) {
+        self.applied = weights;
+        self.last_reopen = Some(now);
+    }
+
+    /// The weights in force.
+    pub fn weights(&self) -> &BTreeMap<String, u16> {
+        &self.applied
+    }
+
+    pub fn next_probe(&self) -> Option<Instant> {
+        self.next_probe
+    }
+
+    /// When [`Links::reopen_due`] may next say yes (a pending change waits
+    /// for the gap).
+    pub fn next_reopen(&self) -> Option<Instant> {
+        self.last_reopen.map(|t| t + MIN_REOPEN_GAP)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AB: &str = "tcp/10.0.1.1:7447";
+    const AC: &str = "tcp/10.0.3.1:7447";
+
+    #[test]
+    fn weights_follow_rtt_with_hysteresis_and_a_minimum_gap() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(weight_of(ms(0)), 1);
+        assert_eq!(weight_of(ms(5)), 50);
+        assert_eq!(weight_of(Duration::from_secs(100)), u16::MAX);
+
+        let mut l = Links::new(vec![AB.into(), AC.into()], t0);
+        assert_eq!(l.probe_due(t0), Some(vec![AB.into(), AC.into()]));
+        assert_eq!(l.probe_due(t0 + ms(1)), None);
+        assert_eq!(l.next_probe(), Some(t0 + PROBE_INTERVAL));
+        l.on_rtt(AB, Some(ms(10)));
+        l.on_rtt(AC, Some(ms(120)));
+        // Nobody known at those endpoints yet.
+        assert_eq!(l.reopen_due(t0), None);
+        l.node_listens("b", vec![AB.into()]);
+        l.node_listens("a", vec![AC.into(), "tcp/10.0.9.9:1".into()]);
+        let want = l.reopen_due(t0).unwrap();
+        assert_eq!(want.get("b"), Some(&100));
+        assert_eq!(want.get("a"), Some(&1200));
+        l.applied(want, t0);
+        assert_eq!(l.weights().get("a"), Some(&1200));
+
+        // Noise does not reopen; a real change does, after the gap.
+        l.on_rtt(AC, Some(ms(130)));
+        assert_eq!(l.reopen_due(t0 + ms(6000)), None);
+        l.on_rtt(AC, Some(ms(10)));
+        l.on_rtt(AC, Some(ms(10)));
+        assert_eq!(l.reopen_due(t0 + ms(1000)), None, "within the gap");
+        assert_eq!(l.next_reopen(), Some(t0 + MIN_REOPEN_GAP));
+        let want = l.reopen_due(t0 + ms(6000)).unwrap();
+        assert!(want["a"] < 400, "{want:?}");
+
+        // An unreachable endpoint is forgotten, and so is its weight.
+        l.on_rtt(AB, None);
+        assert!(!l.desired().contains_key("b"));
+        l.node_gone("a");
+        assert!(l.desired().is_empty());
+    }
+
+    #[test]
+    fn a_node_that_dials_nothing_never_probes() {
+        let t0 = Instant::now();
+        let mut l = Links::new(vec![], t0);
+        assert_eq!(l.probe_due(t0), None);
+        assert_eq!(l.next_probe(), None);
+        assert_eq!(l.reopen_due(t0), None);
+    }
+}
