@@ -46,6 +46,10 @@ pub struct ClusterConfig {
     pub lease: Duration,
     /// A node's departure is believed after this (relay flaps).
     pub debounce: Duration,
+    /// Measure the RTT of dialed links and reopen the session with link
+    /// weights that follow it (see [`crate::links`]). Off by default: see
+    /// the caveat there.
+    pub rtt_weights: bool,
     /// Where the secret's credential file goes (it must exist while the
     /// node runs).
     pub runtime_dir: PathBuf,
@@ -64,6 +68,7 @@ impl ClusterConfig {
             tls: None,
             lease: Duration::from_millis(2000),
             debounce: Duration::from_millis(1000),
+            rtt_weights: false,
             runtime_dir: std::env::temp_dir(),
         }
     }
@@ -107,10 +112,12 @@ impl ClusterConfig {
         d.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The zenoh configuration, with link weights (node -> weight) for the
-    /// links this node dials (routers only).
+    /// The zenoh configuration of a session with zenoh id `zid` (see
+    /// [`crate::keys::zid`]), with link weights (far node's zenoh id ->
+    /// weight) for the links it dials (routers only).
     pub(crate) fn zenoh_config(
         &self,
+        zid: &str,
         weights: &std::collections::BTreeMap<String, u16>,
     ) -> Result<zenoh::Config, ClusterError> {
         self.validate()?;
@@ -125,11 +132,11 @@ impl ClusterConfig {
             NodeRole::Peer => "peer",
         };
         set("mode", json(&mode))?;
-        set("id", json(&crate::keys::zid(&self.node)))?;
+        set("id", json(&zid))?;
         if self.role == NodeRole::Router && !weights.is_empty() {
             let list: Vec<serde_json::Value> = weights
                 .iter()
-                .map(|(node, w)| serde_json::json!({ "dst_zid": crate::keys::zid(node), "weight": w }))
+                .map(|(zid, w)| serde_json::json!({ "dst_zid": zid, "weight": w }))
                 .collect();
             set("routing/router/linkstate/transport_weights", json(&list))?;
         }
@@ -239,11 +246,12 @@ mod tests {
         c.listen = vec!["tcp/127.0.0.1:0".into()];
         c.secret = Some("s".into());
         c.runtime_dir = std::env::temp_dir();
-        assert!(c.zenoh_config(&Default::default()).is_ok());
+        let me = crate::keys::zid("a", 1, 0);
+        assert!(c.zenoh_config(&me, &Default::default()).is_ok());
         let weights = [("b".to_string(), 120u16), ("c".to_string(), 7)]
             .into_iter()
             .collect();
-        if let Err(e) = c.zenoh_config(&weights) {
+        if let Err(e) = c.zenoh_config(&me, &weights) {
             panic!("{e}");
         }
         assert_ne!(

@@ -55,11 +55,16 @@ pub fn node_info(node: &str) -> String {
     format!("mm/info/{node}")
 }
 
-/// zenoh's id of a node: fixed by its node id, so other routers can name
-/// it in their link weights: SHA-256(node id) as lowercase hex, 128 bits,
-/// without leading zeros (zenoh refuses them).
-pub fn zid(node: &str) -> String {
-    let d = Sha256::digest(format!("mediamesh-node\0{node}").as_bytes());
+/// zenoh's id of one session of a node: SHA-256(node id, incarnation,
+/// session generation) as lowercase hex, 128 bits, without leading zeros
+/// (zenoh refuses them). Every session is a new router to zenoh: reusing an
+/// id for a new session (a restart, or a reopen with new link weights)
+/// leaves the others' routing with stale state of the old one. Other nodes
+/// learn it from the node's info ([`crate::wire::NodeAbout`]) to name it in
+/// their link weights.
+pub fn zid(node: &str, incarnation: u64, generation: u32) -> String {
+    let d =
+        Sha256::digest(format!("mediamesh-node\0{node}\0{incarnation}\0{generation}").as_bytes());
     let s: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
     let s = s.trim_start_matches('0');
     // A zenoh id must not be zero.
@@ -140,14 +145,16 @@ mod tests {
     #[test]
     fn zids_are_stable_nonzero_hex_without_leading_zeros() {
         for n in ["a", "b", "node-1", "x.y_z"] {
-            let z = zid(n);
-            assert_eq!(z, zid(n));
+            let z = zid(n, 7, 0);
+            assert_eq!(z, zid(n, 7, 0));
+            assert_ne!(z, zid(n, 8, 0));
+            assert_ne!(z, zid(n, 7, 1));
             assert!(!z.starts_with('0') && !z.is_empty() && z.len() <= 32, "{z}");
             assert!(z
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         }
-        assert_ne!(zid("a"), zid("b"));
+        assert_ne!(zid("a", 1, 0), zid("b", 1, 0));
     }
 
     #[test]

@@ -12,6 +12,12 @@
 //!
 //! Only the dialing side of a link sets its weight (zenoh takes the larger
 //! of the two ends' weights, or the one set).
+//!
+//! Caveat (why `--cluster-rtt-weights` is off by default): in the
+//! end-to-end tests, after a node reopened its session (a new zenoh id),
+//! its puts to another node's subscriber (keyframe feedback) stopped
+//! arriving in most runs while media the other way kept flowing. Until
+//! that is understood, weights that follow RTT cost correctness.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -36,12 +42,15 @@ pub fn weight_of(rtt: Duration) -> u16 {
 pub struct Links {
     /// Endpoints this node dials.
     connect: Vec<String>,
-    /// Other nodes' listen endpoints (what tells us who is at an endpoint).
-    listen_of: HashMap<String, Vec<String>>,
+    /// Other nodes' listen endpoints (what tells us who is at an endpoint)
+    /// and zenoh ids.
+    listen_of: HashMap<String, (Vec<String>, String)>,
     /// Smoothed RTT per endpoint.
     rtt: HashMap<String, Duration>,
-    /// The weights the session runs with (node -> weight).
+    /// The weights the session runs with (node -> weight), and the far
+    /// nodes' zenoh ids they were given for.
     applied: BTreeMap<String, u16>,
+    applied_zids: BTreeMap<String, String>,
     next_probe: Option<Instant>,
     last_reopen: Option<Instant>,
 }
@@ -57,9 +66,9 @@ impl Links {
         }
     }
 
-    /// A node told its listen endpoints.
-    pub fn node_listens(&mut self, node: &str, listen: Vec<String>) {
-        self.listen_of.insert(node.to_owned(), listen);
+    /// A node told its listen endpoints and zenoh id.
+    pub fn node_listens(&mut self, node: &str, listen: Vec<String>, zid: String) {
+        self.listen_of.insert(node.to_owned(), (listen, zid));
     }
 
     pub fn node_gone(&mut self, node: &str) {
@@ -99,7 +108,7 @@ impl Links {
     pub fn desired(&self) -> BTreeMap<String, u16> {
         let mut out = BTreeMap::new();
         for (endpoint, rtt) in &self.rtt {
-            for (node, listen) in &self.listen_of {
+            for (node, (listen, _)) in &self.listen_of {
                 if listen.iter().any(|l| l == endpoint) {
                     let w = weight_of(*rtt);
                     out.entry(node.clone())
@@ -119,20 +128,37 @@ impl Links {
             return None;
         }
         let want = self.desired();
-        let differs = want.iter().any(|(node, w)| match self.applied.get(node) {
-            None => true,
-            Some(old) => {
-                let (a, b) = (u32::from(*old), u32::from(*w));
-                a.abs_diff(b) > (a * SIGNIFICANT.0 / SIGNIFICANT.1).max(MIN_DELTA)
-            }
-        });
+        // A far node restarted (new zenoh id): its weight must be given again.
+        let moved = want
+            .keys()
+            .any(|node| self.applied_zids.get(node) != self.listen_of.get(node).map(|(_, z)| z));
+        let differs = moved
+            || want.iter().any(|(node, w)| match self.applied.get(node) {
+                None => true,
+                Some(old) => {
+                    let (a, b) = (u32::from(*old), u32::from(*w));
+                    a.abs_diff(b) > (a * SIGNIFICANT.0 / SIGNIFICANT.1).max(MIN_DELTA)
+                }
+            });
         differs.then_some(want)
     }
 
     /// The session now runs with `weights`.
     pub fn applied(&mut self, weights: BTreeMap<String, u16>, now: Instant) {
+        self.applied_zids = weights
+            .keys()
+            .filter_map(|n| Some((n.clone(), self.listen_of.get(n)?.1.clone())))
+            .collect();
         self.applied = weights;
         self.last_reopen = Some(now);
+    }
+
+    /// Weights keyed by the far nodes' zenoh ids, for the configuration.
+    pub fn by_zid(&self, weights: &BTreeMap<String, u16>) -> BTreeMap<String, u16> {
+        weights
+            .iter()
+            .filter_map(|(n, w)| Some((self.listen_of.get(n)?.1.clone(), *w)))
+            .collect()
     }
 
     /// The weights in force.
@@ -174,13 +200,14 @@ mod tests {
         l.on_rtt(AC, Some(ms(120)));
         // Nobody known at those endpoints yet.
         assert_eq!(l.reopen_due(t0), None);
-        l.node_listens("b", vec![AB.into()]);
-        l.node_listens("a", vec![AC.into(), "tcp/10.0.9.9:1".into()]);
+        l.node_listens("b", vec![AB.into()], "b1".into());
+        l.node_listens("a", vec![AC.into(), "tcp/10.0.9.9:1".into()], "a1".into());
         let want = l.reopen_due(t0).unwrap();
         assert_eq!(want.get("b"), Some(&100));
         assert_eq!(want.get("a"), Some(&1200));
-        l.applied(want, t0);
+        l.applied(want.clone(), t0);
         assert_eq!(l.weights().get("a"), Some(&1200));
+        assert_eq!(l.by_zid(&want).get("a1"), Some(&1200));
 
         // Noise does not reopen; a real change does, after the gap.
         l.on_rtt(AC, Some(ms(130)));
@@ -191,6 +218,11 @@ mod tests {
         assert_eq!(l.next_reopen(), Some(t0 + MIN_REOPEN_GAP));
         let want = l.reopen_due(t0 + ms(6000)).unwrap();
         assert!(want["a"] < 400, "{want:?}");
+        l.applied(want, t0 + ms(6000));
+        assert_eq!(l.reopen_due(t0 + ms(20000)), None);
+        // The far node restarted: same RTT, new id, weight given again.
+        l.node_listens("a", vec![AC.into()], "a2".into());
+        assert!(l.reopen_due(t0 + ms(20000)).is_some());
 
         // An unreachable endpoint is forgotten, and so is its weight.
         l.on_rtt(AB, None);

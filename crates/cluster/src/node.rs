@@ -172,6 +172,8 @@ pub struct Cluster {
     requery: Vec<(Instant, String, Option<String>, u8)>,
     /// When our shares are put again (see [`RESHARE_INTERVAL`]).
     next_reshare: Instant,
+    /// Sessions opened before this one (part of the zenoh id).
+    generation: u32,
 }
 
 /// Our shares are put again this often, unchanged (same version: a node
@@ -231,14 +233,17 @@ impl Cluster {
     /// opening refuses those). The returned handle may then be used from
     /// any runtime; see [`Cluster::leave`] for the end.
     pub fn join(config: &ClusterConfig, incarnation: u64) -> Result<Cluster, ClusterError> {
-        let session = zenoh::open(config.zenoh_config(&BTreeMap::new())?)
+        let zid = keys::zid(&config.node, incarnation, 0);
+        let session = zenoh::open(config.zenoh_config(&zid, &BTreeMap::new())?)
             .wait()
             .map_err(zerr)?;
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
         let links = match config.role {
-            NodeRole::Router => Links::new(config.connect.clone(), Instant::now()),
-            NodeRole::Peer => Links::new(Vec::new(), Instant::now()),
+            NodeRole::Router if config.rtt_weights => {
+                Links::new(config.connect.clone(), Instant::now())
+            }
+            _ => Links::new(Vec::new(), Instant::now()),
         };
         let mut c = Cluster {
             view: View::new(config.node.clone(), config.debounce),
@@ -261,6 +266,7 @@ impl Cluster {
             counters: Arc::new(Counters::default()),
             requery: Vec::new(),
             next_reshare: Instant::now() + RESHARE_INTERVAL,
+            generation: 0,
         };
         c.live = Some(c.declare_live(session)?);
         Ok(c)
@@ -340,6 +346,7 @@ impl Cluster {
 
         let about = wire::encode_json(&wire::NodeAbout {
             listen: self.config.listen.clone(),
+            zid: keys::zid(&node, incarnation, self.generation),
         });
         let info_key = keys::node_info(&node);
         let reply_key = info_key.clone();
@@ -468,7 +475,7 @@ impl Cluster {
                 feedback,
             }),
             Control::About { node, about } => {
-                self.links.node_listens(&node, about.listen);
+                self.links.node_listens(&node, about.listen, about.zid);
                 None
             }
             Control::Queried {
@@ -596,6 +603,12 @@ impl Cluster {
             }
         }
         if let Some(endpoints) = self.links.probe_due(now) {
+            // Who listens where (and under which zenoh id) may have changed.
+            if let Some(live) = &self.live {
+                for n in self.view.nodes() {
+                    self.query_about(&live.session, &n.node);
+                }
+            }
             for endpoint in endpoints {
                 let tx = self.control_tx.clone();
                 tokio::spawn(async move {
@@ -619,7 +632,9 @@ impl Cluster {
         let Some(live) = self.live.take() else {
             return;
         };
-        let config = match self.config.zenoh_config(&weights) {
+        self.generation += 1;
+        let zid = keys::zid(&self.node, self.incarnation, self.generation);
+        let config = match self.config.zenoh_config(&zid, &self.links.by_zid(&weights)) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("cluster: link weights: {e}");

@@ -160,6 +160,8 @@ pub enum Feedback {
 pub struct NodeAbout {
     /// Its listen endpoints: a node that dials one knows whom it reaches.
     pub listen: Vec<String>,
+    /// Its zenoh id (what link weights name).
+    pub zid: String,
 }
 
 /// A track as a room share lists it.

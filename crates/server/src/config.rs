@@ -101,6 +101,11 @@ pub struct Cli {
     #[arg(long, env = "MEDIAMESH_CLUSTER_TLS_CA")]
     pub cluster_tls_ca: Option<PathBuf>,
 
+    /// Measure the RTT of the links this router dials and give zenoh link weights that follow
+    /// it (the session reopens when they change). Experimental: see ARCHITECTURE.md.
+    #[arg(long, env = "MEDIAMESH_CLUSTER_RTT_WEIGHTS")]
+    pub cluster_rtt_weights: Option<bool>,
+
     /// A link that stays silent this long is dead (frozen or unplugged node; a killed
     /// process's TCP links close at once) [default: 2000].
     #[arg(long, env = "MEDIAMESH_CLUSTER_LEASE_MS")]
@@ -127,6 +132,7 @@ struct FileConfig {
     cluster_tls_key: Option<PathBuf>,
     cluster_tls_ca: Option<PathBuf>,
     cluster_lease_ms: Option<u64>,
+    cluster_rtt_weights: Option<bool>,
 }
 
 /// The settings in force.
@@ -255,6 +261,10 @@ impl Config {
                     .into(),
             ),
         };
+        cluster.rtt_weights = cli
+            .cluster_rtt_weights
+            .or(file.cluster_rtt_weights)
+            .unwrap_or(false);
         if let Some(ms) = cli.cluster_lease_ms.or(file.cluster_lease_ms) {
             cluster.lease = Duration::from_millis(ms);
         }

@@ -86,6 +86,9 @@ pub struct NodeView {
 pub struct ClusterView {
     /// Live nodes, this one included, sorted.
     pub nodes: Vec<String>,
+    /// Weights of the links this node dials (node -> 0.1 ms of measured
+    /// RTT), as its zenoh session runs with them.
+    pub link_weights: std::collections::BTreeMap<String, u16>,
     #[serde(flatten)]
     pub counters: mediamesh_cluster::CountersSnapshot,
 }
@@ -591,6 +594,7 @@ impl Worker {
             rooms: self.sfu.room_count(),
             cluster: ClusterView {
                 nodes,
+                link_weights: self.cluster.link_weights().clone(),
                 counters: self.cluster.counters(),
             },
         }
