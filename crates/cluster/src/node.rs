@@ -408,6 +408,11 @@ impl Cluster {
         self.view.nodes()
     }
 
+    /// Sessions this node opened before the current one.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
     /// The link weights this node's session runs with (node -> weight in
     /// 0.1 ms of RTT; see [`Links`]).
     pub fn link_weights(&self) -> &BTreeMap<String, u16> {

@@ -240,3 +240,74 @@ async fn a_relay_forwards_to_a_node_with_no_direct_link() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reopen_with_rtt_weights_feedback_and_media_still_flow() {
+    let port = free_port();
+    // A first run of a4 that b reopens for, then a4 restarted.
+    let mut a = Cluster::join(&config("a4", Some(port), None, "k"), 1).unwrap();
+    let mut cb = config("b4", None, Some(port), "k");
+    cb.rtt_weights = true;
+    let mut b = Cluster::join(&cb, 1).unwrap();
+    a.open_channel(9, MediaKind::Audio).unwrap();
+    // b measures its link to a, learns a's id, and reopens with a weight.
+    let end = Instant::now() + Duration::from_secs(15);
+    while b.link_weights().is_empty() {
+        assert!(Instant::now() < end, "b never applied a link weight");
+        let now = Instant::now();
+        if b.poll_timeout().is_some_and(|t| t <= now) {
+            b.handle_timeout(now);
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(50), b.next()).await;
+    }
+    let applied = b.link_weights().clone();
+    a.leave();
+    let mut a = Cluster::join(&config("a4", Some(port), None, "k"), 2).unwrap();
+    a.open_channel(9, MediaKind::Audio).unwrap();
+    // b learns the new run's id and reopens again.
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut reopened = false;
+    while !reopened {
+        assert!(Instant::now() < end, "b did not reopen for a4's new run");
+        let now = Instant::now();
+        if b.poll_timeout().is_some_and(|t| t <= now) {
+            b.handle_timeout(now);
+        }
+        if let Ok(ClusterEvent::View(ViewEvent::NodeUp(n))) =
+            tokio::time::timeout(Duration::from_millis(50), b.next()).await
+        {
+            assert_eq!(n.incarnation, 2);
+        }
+        reopened = b.link_weights() != &applied || b.generation() >= 2;
+    }
+    let ch = ChannelId {
+        node: "a4".into(),
+        incarnation: 2,
+        channel: 9,
+    };
+    b.subscribe(&ch).unwrap();
+    // Feedback b -> a.
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut got_feedback = false;
+    let mut got_media = false;
+    let mut seq = 0;
+    while !(got_feedback && got_media) {
+        assert!(
+            Instant::now() < end,
+            "after the reopen: feedback {got_feedback}, media {got_media}"
+        );
+        b.send_feedback(&ch, &Feedback::Keyframe { stream: None });
+        a.send_media(9, 0, &opus(seq));
+        seq += 1;
+        if let Ok(ClusterEvent::Feedback { .. }) =
+            tokio::time::timeout(Duration::from_millis(20), a.next()).await
+        {
+            got_feedback = true;
+        }
+        if let Ok(ClusterEvent::Media { .. }) =
+            tokio::time::timeout(Duration::from_millis(20), b.next()).await
+        {
+            got_media = true;
+        }
+    }
+}
