@@ -77,7 +77,9 @@ r = json.load(open(sys.argv[1]))[-1]
 t0 = [int(x) for x in sys.argv[3].split()]
 t1 = [int(x) for x in sys.argv[4].split()]
 tck = os.sysconf("SC_CLK_TCK")
-cpu = sum(b - a for a, b in zip(t0, t1)) / tck
+per_node = [(b - a) / tck for a, b in zip(t0, t1)]
+cpu = sum(per_node)
+split = " + ".join(f"{x:.1f}" for x in per_node)
 recv = r.get("received") or r.get("packets_received") or 0
 lat = r.get("latency_ms") or {}
 def g(k):
@@ -85,13 +87,14 @@ def g(k):
     return "-" if v is None else f"{v:.2f}"
 last = r.get("server_cpu_us_per_packet")
 last = "-" if last is None else f"{last:.1f}"
-print(f"| {sys.argv[2]} | {r.get('sessions_up', '-')} | {recv} | {r.get('loss_pct', 0):.2f} | {g('p50')} | {g('p99')} | {cpu:.1f} | {last} |")
+relay = f"{per_node[1] / recv * 1e6:.1f}" if len(per_node) == 3 and recv else "-"
+print(f"| {sys.argv[2]} | {r.get('sessions_up', '-')} | {recv} | {r.get('loss_pct', 0):.2f} | {g('p50')} | {g('p99')} | {split} | {last} | {relay} |")
 PY
   rm -f "$out"
 }
 
-echo "| path | sessions | packets received | loss % | one-way p50 ms | p99 ms | all nodes' CPU s (whole run, with session setup) | viewers' node µs CPU per packet (measured step) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| path | sessions | packets received | loss % | one-way p50 ms | p99 ms | CPU s per node, a + b + c (whole run, with session setup) | viewers' node µs CPU per packet (measured step) | relay b µs CPU per relayed packet (whole run) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 run "A (0 hops)" 127.0.0.1 "$AH" "$A"
 run "A -> B (1 hop)" 127.0.0.2 "$BH" "$A" "$B"
 run "A -> B -> C (2 hops)" 127.0.0.3 "$CH" "$A" "$B" "$C"
