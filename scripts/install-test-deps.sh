@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests (tests/e2e) need, only what is missing.
 # Idempotent and fast when everything is present (a few dpkg/stamp checks).
-#   apt:  Chromium, fonts, GStreamer with webrtcbin and its Python bindings
+#   apt:  openssl (certificates for the cluster TLS test), Chromium, fonts, GStreamer with
+#         webrtcbin and its Python bindings
 #   npm:  tests/e2e/node_modules from package-lock.json (npm ci), then
 #         tests/e2e/build/atm0s-sdk.js: the atm0s SDK bundled for the browser (esbuild)
 #         sdk/: npm ci + npm run build (our SDK; dist/mediamesh-sdk.js for the pages)
@@ -20,6 +21,7 @@ sudo_if_needed() {
 
 # ---------------------------------------------------------------- apt
 APT_PACKAGES=(
+  openssl
   chromium fonts-liberation
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav

@@ -13,11 +13,13 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "unit, HTTP API and process tests"
+step "test dependencies (apt, npm, pip) when missing"
+bash scripts/install-test-deps.sh   # also builds sdk/dist (npm ci + npm run build) when its sources changed
+
+step "unit, HTTP API, process and cluster tests"
 cargo test --workspace --locked
 
-step "TypeScript SDK (sdk/): build if changed, protocol unit tests"
-bash scripts/install-test-deps.sh   # also builds sdk/dist (npm ci + npm run build) when its sources changed
+step "TypeScript SDK (sdk/): protocol unit tests"
 (cd sdk && node --test test/)
 # The server embeds web/demo/mediamesh-sdk.js (the SDK bundle of the demo room page):
 # it must be what the current SDK sources build to, byte for byte.
