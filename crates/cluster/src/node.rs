@@ -195,6 +195,21 @@ struct Live {
     ins: HashMap<ChannelId, Subscriber<()>>,
 }
 
+/// A room share that arrived (put or query reply), decoded.
+fn share_of(sample: &zenoh::sample::Sample) -> Option<Control> {
+    let room = keys::parse_room_share(sample.key_expr().as_str())?;
+    match wire::decode_json::<RoomShare>(&sample.payload().to_bytes()) {
+        Ok(share) => Some(Control::Share {
+            room: room.to_owned(),
+            share,
+        }),
+        Err(e) => {
+            tracing::debug!(%e, "bad room share");
+            None
+        }
+    }
+}
+
 /// Drops a session and its declarations on a thread of their own (zenoh
 /// does not take them down on a current-thread runtime), and waits.
 fn close_live(live: Live) {
@@ -704,18 +719,9 @@ impl Cluster {
                 let Ok(sample) = reply.result() else {
                     continue;
                 };
-                let Some(room) = keys::parse_room_share(sample.key_expr().as_str()) else {
-                    continue;
-                };
-                match wire::decode_json::<RoomShare>(&sample.payload().to_bytes()) {
-                    Ok(share) => {
-                        count += 1;
-                        let _ = tx.send(Control::Share {
-                            room: room.to_owned(),
-                            share,
-                        });
-                    }
-                    Err(e) => tracing::debug!(%e, "bad room share"),
+                if let Some(c) = share_of(&sample) {
+                    count += 1;
+                    let _ = tx.send(c);
                 }
             }
             if let Some((room, node)) = asked {
@@ -765,17 +771,8 @@ impl Cluster {
         session
             .declare_subscriber(keys::room_shares(room))
             .callback(move |sample| {
-                let Some(room) = keys::parse_room_share(sample.key_expr().as_str()) else {
-                    return;
-                };
-                match wire::decode_json::<RoomShare>(&sample.payload().to_bytes()) {
-                    Ok(share) => {
-                        let _ = tx.send(Control::Share {
-                            room: room.to_owned(),
-                            share,
-                        });
-                    }
-                    Err(e) => tracing::debug!(%e, "bad room share"),
+                if let Some(c) = share_of(&sample) {
+                    let _ = tx.send(c);
                 }
             })
             .wait()

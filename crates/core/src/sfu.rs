@@ -630,18 +630,8 @@ impl Sfu {
     /// the receiver's new selector asks for the keyframe of the stream it
     /// needs at its first packet; before that, every stream is asked.
     fn want_keyframe(&mut self, track: TrackId, now: Instant) {
-        let Some(t) = self.tracks.get_mut(&track) else {
-            return;
-        };
-        if t.kind != MediaKind::Video || t.live {
-            return;
-        }
-        if let Some(stream) = t.keyframes.request(None, now) {
-            self.outputs.push_back(Output::RequestKeyframe {
-                peer: t.owner,
-                track,
-                stream,
-            });
+        if self.tracks.get(&track).is_some_and(|t| !t.live) {
+            self.request_track_keyframe(track, None, now);
         }
     }
 
@@ -653,20 +643,11 @@ impl Sfu {
             .receivers
             .get(&receiver)
             .ok_or(SfuError::UnknownReceiver(receiver))?;
-        let (Some(track), Some(forwarded)) = (
+        if let (Some(track), Some(forwarded)) = (
             r.source,
             r.selector.as_ref().and_then(|s| s.forwarded_stream()),
-        ) else {
-            return Ok(());
-        };
-        if let Some(t) = self.tracks.get_mut(&track) {
-            if let Some(stream) = t.keyframes.request(Some(forwarded), now) {
-                self.outputs.push_back(Output::RequestKeyframe {
-                    peer: t.owner,
-                    track,
-                    stream,
-                });
-            }
+        ) {
+            self.request_track_keyframe(track, Some(forwarded), now);
         }
         Ok(())
     }

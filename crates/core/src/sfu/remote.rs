@@ -64,9 +64,9 @@ impl Sfu {
         })
     }
 
-    /// Viewers elsewhere need a keyframe of `track` (of simulcast stream
-    /// `stream`, or any): asked of its publisher, aggregated with every
-    /// other request for it.
+    /// Viewers (here or on other nodes) need a keyframe of `track` (of
+    /// simulcast stream `stream`, or any): asked of its publisher,
+    /// aggregated with every other request for it. Audio needs none.
     pub fn request_track_keyframe(&mut self, track: TrackId, stream: Option<u8>, now: Instant) {
         let Some(t) = self.tracks.get_mut(&track) else {
             return;
