@@ -101,6 +101,10 @@ enum Control {
 const REQUERY_GAP: std::time::Duration = std::time::Duration::from_millis(500);
 const REQUERY_ATTEMPTS: u8 = 8;
 
+/// Between closing a session and opening its successor (well under the
+/// others' debounce, so they see a flap, not a departure).
+const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Counters of the media that crossed this node's cluster edge.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -674,6 +678,10 @@ impl Cluster {
             .name("cluster-reopen".into())
             .spawn(move || {
                 close_live(live);
+                // Let the other routers finish with the old session first: a
+                // new one that links while they still tear the old one down
+                // was seen to miss their existing declarations (zenoh 1.10).
+                std::thread::sleep(REOPEN_PAUSE);
                 let session = zenoh::open(config).wait().map_err(|e| e.to_string());
                 let _ = tx.send(Control::Reopened { session, weights });
             });

@@ -30,6 +30,8 @@ export class ClusterNode extends MediaMesh {
       ...this.listen.flatMap((e) => ['--cluster-listen', e]),
       ...this.connect.flatMap((e) => ['--cluster-connect', e]),
       ...(this.clusterSecret !== null ? ['--cluster-secret', this.clusterSecret] : []),
+      // E2E_CLUSTER_EXTRA="--cluster-rtt-weights true": more flags for every node (experiments).
+      ...(process.env.E2E_CLUSTER_EXTRA ? process.env.E2E_CLUSTER_EXTRA.trim().split(/\s+/) : []),
       ...this.extraArgs];
   }
 
