@@ -5,7 +5,6 @@
 //! mm/room/{room key}/{node}                  the node's share of a room (put, and queryable)
 //! mm/track/{node}/{incarnation}/{channel}    a track's media packets
 //! mm/fb/{node}/{incarnation}/{channel}/{from} feedback from node `from` to a track's publisher
-//! mm/info/{node}                             what a node tells about itself (queryable)
 //! ```
 //!
 //! Room names are free text; the key holds a stable hash of app and room
@@ -50,18 +49,13 @@ pub fn parse_node_token(key: &str) -> Option<(&str, &str, u64)> {
     Some((zone, node, inc))
 }
 
-/// A node's info queryable ([`crate::wire::NodeAbout`]).
-pub fn node_info(node: &str) -> String {
-    format!("mm/info/{node}")
-}
-
 /// zenoh's id of one session of a node: SHA-256(node id, incarnation,
 /// session generation) as lowercase hex, 128 bits, without leading zeros
 /// (zenoh refuses them). Every session is a new router to zenoh: reusing an
 /// id for a new session (a restart, or a reopen with new link weights)
-/// leaves the others' routing with stale state of the old one. Other nodes
-/// learn it from the node's info ([`crate::wire::NodeAbout`]) to name it in
-/// their link weights.
+/// leaves the others' routing with stale state of the old one. A node that
+/// dials this one learns it from the RTT echo (`probe.rs`) to name it in its
+/// link weights.
 pub fn zid(node: &str, incarnation: u64, generation: u32) -> String {
     let d =
         Sha256::digest(format!("mediamesh-node\0{node}\0{incarnation}\0{generation}").as_bytes());

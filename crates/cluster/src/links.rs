@@ -3,8 +3,10 @@
 //! zenoh routers pick the path with the least total link weight; weights
 //! are configuration, read when a session opens (zenoh 1.10 has no way to
 //! change them on a live session). So a router node measures the RTT of
-//! each link it dials (TCP handshake time to the endpoint, a few samples per
-//! round, smoothed), turns it into a weight (0.1 ms units), and when the
+//! each link it dials (a UDP echo to the endpoint's address and port, which
+//! every node answers with its node id and zenoh id: see `probe.rs`; a few
+//! samples per round, smoothed), turns it into a weight (0.1 ms units), and
+//! when the
 //! weights it runs with are off by more than [`SIGNIFICANT`], it reopens its
 //! session with the new ones (at most once per [`MIN_REOPEN_GAP`]; the node
 //! keeps its id and incarnation, so the others see a flap shorter than their
@@ -38,15 +40,20 @@ pub fn weight_of(rtt: Duration) -> u16 {
     w.clamp(1, u128::from(u16::MAX)) as u16
 }
 
+/// Who answered at the far end of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Far {
+    pub node: String,
+    /// Its current zenoh id (what a link weight names).
+    pub zid: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Links {
     /// Endpoints this node dials.
     connect: Vec<String>,
-    /// Other nodes' listen endpoints (what tells us who is at an endpoint)
-    /// and zenoh ids.
-    listen_of: HashMap<String, (Vec<String>, String)>,
-    /// Smoothed RTT per endpoint.
-    rtt: HashMap<String, Duration>,
+    /// Smoothed RTT per endpoint, and who answered there (node, zenoh id).
+    rtt: HashMap<String, (Duration, Far)>,
     /// The weights the session runs with (node -> weight), and the far
     /// nodes' zenoh ids they were given for.
     applied: BTreeMap<String, u16>,
@@ -66,13 +73,16 @@ impl Links {
         }
     }
 
-    /// A node told its listen endpoints and zenoh id.
-    pub fn node_listens(&mut self, node: &str, listen: Vec<String>, zid: String) {
-        self.listen_of.insert(node.to_owned(), (listen, zid));
+    /// A node is gone: its links are forgotten until measured again.
+    pub fn node_gone(&mut self, node: &str) {
+        self.rtt.retain(|_, (_, far)| far.node != node);
     }
 
-    pub fn node_gone(&mut self, node: &str) {
-        self.listen_of.remove(node);
+    fn zid_of(&self, node: &str) -> Option<&str> {
+        self.rtt
+            .values()
+            .find(|(_, far)| far.node == node)
+            .map(|(_, far)| far.zid.as_str())
     }
 
     /// Endpoints to measure now, if a round is due (the caller measures and
@@ -86,19 +96,21 @@ impl Links {
         Some(self.connect.clone())
     }
 
-    /// A round's median RTT of an endpoint (`None`: unreachable, forgotten).
-    pub fn on_rtt(&mut self, endpoint: &str, rtt: Option<Duration>) {
+    /// A round's median RTT of an endpoint and who answered there
+    /// (`None`: unreachable, forgotten).
+    pub fn on_rtt(&mut self, endpoint: &str, rtt: Option<(Duration, Far)>) {
         match rtt {
             None => {
                 self.rtt.remove(endpoint);
             }
-            Some(r) => {
-                // Half old, half new: one outlier round moves it halfway.
+            Some((r, far)) => {
+                // Half old, half new: one outlier round moves it halfway
+                // (a new node there starts afresh).
                 let v = match self.rtt.get(endpoint) {
-                    Some(old) => (*old + r) / 2,
-                    None => r,
+                    Some((old, f)) if *f == far => (*old + r) / 2,
+                    _ => r,
                 };
-                self.rtt.insert(endpoint.to_owned(), v);
+                self.rtt.insert(endpoint.to_owned(), (v, far));
             }
         }
     }
@@ -107,15 +119,11 @@ impl Links {
     /// whose far node is known.
     pub fn desired(&self) -> BTreeMap<String, u16> {
         let mut out = BTreeMap::new();
-        for (endpoint, rtt) in &self.rtt {
-            for (node, (listen, _)) in &self.listen_of {
-                if listen.iter().any(|l| l == endpoint) {
-                    let w = weight_of(*rtt);
-                    out.entry(node.clone())
-                        .and_modify(|x: &mut u16| *x = (*x).min(w))
-                        .or_insert(w);
-                }
-            }
+        for (rtt, far) in self.rtt.values() {
+            let w = weight_of(*rtt);
+            out.entry(far.node.clone())
+                .and_modify(|x: &mut u16| *x = (*x).min(w))
+                .or_insert(w);
         }
         out
     }
@@ -131,7 +139,7 @@ impl Links {
         // A far node restarted (new zenoh id): its weight must be given again.
         let moved = want
             .keys()
-            .any(|node| self.applied_zids.get(node) != self.listen_of.get(node).map(|(_, z)| z));
+            .any(|node| self.applied_zids.get(node).map(String::as_str) != self.zid_of(node));
         let differs = moved
             || want.iter().any(|(node, w)| match self.applied.get(node) {
                 None => true,
@@ -147,7 +155,7 @@ impl Links {
     pub fn applied(&mut self, weights: BTreeMap<String, u16>, now: Instant) {
         self.applied_zids = weights
             .keys()
-            .filter_map(|n| Some((n.clone(), self.listen_of.get(n)?.1.clone())))
+            .filter_map(|n| Some((n.clone(), self.zid_of(n)?.to_owned())))
             .collect();
         self.applied = weights;
         self.last_reopen = Some(now);
@@ -157,7 +165,7 @@ impl Links {
     pub fn by_zid(&self, weights: &BTreeMap<String, u16>) -> BTreeMap<String, u16> {
         weights
             .iter()
-            .filter_map(|(n, w)| Some((self.listen_of.get(n)?.1.clone(), *w)))
+            .filter_map(|(n, w)| Some((self.zid_of(n)?.to_owned(), *w)))
             .collect()
     }
 
@@ -184,6 +192,13 @@ mod tests {
     const AB: &str = "tcp/10.0.1.1:7447";
     const AC: &str = "tcp/10.0.3.1:7447";
 
+    fn far(node: &str, zid: &str) -> Far {
+        Far {
+            node: node.into(),
+            zid: zid.into(),
+        }
+    }
+
     #[test]
     fn weights_follow_rtt_with_hysteresis_and_a_minimum_gap() {
         let t0 = Instant::now();
@@ -196,12 +211,8 @@ mod tests {
         assert_eq!(l.probe_due(t0), Some(vec![AB.into(), AC.into()]));
         assert_eq!(l.probe_due(t0 + ms(1)), None);
         assert_eq!(l.next_probe(), Some(t0 + PROBE_INTERVAL));
-        l.on_rtt(AB, Some(ms(10)));
-        l.on_rtt(AC, Some(ms(120)));
-        // Nobody known at those endpoints yet.
-        assert_eq!(l.reopen_due(t0), None);
-        l.node_listens("b", vec![AB.into()], "b1".into());
-        l.node_listens("a", vec![AC.into(), "tcp/10.0.9.9:1".into()], "a1".into());
+        l.on_rtt(AB, Some((ms(10), far("b", "b1"))));
+        l.on_rtt(AC, Some((ms(120), far("a", "a1"))));
         let want = l.reopen_due(t0).unwrap();
         assert_eq!(want.get("b"), Some(&100));
         assert_eq!(want.get("a"), Some(&1200));
@@ -210,19 +221,20 @@ mod tests {
         assert_eq!(l.by_zid(&want).get("a1"), Some(&1200));
 
         // Noise does not reopen; a real change does, after the gap.
-        l.on_rtt(AC, Some(ms(130)));
+        l.on_rtt(AC, Some((ms(130), far("a", "a1"))));
         assert_eq!(l.reopen_due(t0 + ms(6000)), None);
-        l.on_rtt(AC, Some(ms(10)));
-        l.on_rtt(AC, Some(ms(10)));
+        l.on_rtt(AC, Some((ms(10), far("a", "a1"))));
+        l.on_rtt(AC, Some((ms(10), far("a", "a1"))));
         assert_eq!(l.reopen_due(t0 + ms(1000)), None, "within the gap");
         assert_eq!(l.next_reopen(), Some(t0 + MIN_REOPEN_GAP));
         let want = l.reopen_due(t0 + ms(6000)).unwrap();
         assert!(want["a"] < 400, "{want:?}");
         l.applied(want, t0 + ms(6000));
         assert_eq!(l.reopen_due(t0 + ms(20000)), None);
-        // The far node restarted: same RTT, new id, weight given again.
-        l.node_listens("a", vec![AC.into()], "a2".into());
-        assert!(l.reopen_due(t0 + ms(20000)).is_some());
+        // The far node restarted: a new id answers, its weight is given again.
+        l.on_rtt(AC, Some((ms(10), far("a", "a2"))));
+        let want = l.reopen_due(t0 + ms(20000)).unwrap();
+        assert_eq!(l.by_zid(&want).get("a2"), Some(&100));
 
         // An unreachable endpoint is forgotten, and so is its weight.
         l.on_rtt(AB, None);

@@ -74,13 +74,9 @@ enum Control {
         from: String,
         feedback: Feedback,
     },
-    About {
-        node: String,
-        about: wire::NodeAbout,
-    },
     Rtt {
         endpoint: String,
-        rtt: Option<std::time::Duration>,
+        rtt: Option<(std::time::Duration, crate::links::Far)>,
     },
     Reopened {
         session: Result<Session, String>,
@@ -178,6 +174,9 @@ pub struct Cluster {
     next_reshare: Instant,
     /// Sessions opened before this one (part of the zenoh id).
     generation: u32,
+    /// The current session's zenoh id, as the RTT echo answers it.
+    zid: Arc<Mutex<String>>,
+    _echo: crate::probe::Responder,
 }
 
 /// Our shares are put again this often, unchanged (same version: a node
@@ -193,7 +192,6 @@ struct Live {
     _nodes: Subscriber<()>,
     _feedback: Subscriber<()>,
     _queryable: Queryable<()>,
-    _info: Queryable<()>,
     rooms: HashMap<String, Subscriber<()>>,
     out: HashMap<u64, TrackChannel>,
     ins: HashMap<ChannelId, Subscriber<()>>,
@@ -226,14 +224,11 @@ fn close_live(live: Live) {
                 _nodes,
                 _feedback,
                 _queryable,
-                _info,
                 rooms,
                 out,
                 ins,
             } = live;
-            drop((
-                _token, _nodes, _feedback, _queryable, _info, rooms, out, ins,
-            ));
+            drop((_token, _nodes, _feedback, _queryable, rooms, out, ins));
             let _ = session.close().wait();
             drop(session);
         });
@@ -253,6 +248,7 @@ impl Cluster {
     /// any runtime; see [`Cluster::leave`] for the end.
     pub fn join(config: &ClusterConfig, incarnation: u64) -> Result<Cluster, ClusterError> {
         let zid = keys::zid(&config.node, incarnation, 0);
+        let shared_zid = Arc::new(Mutex::new(zid.clone()));
         let session = zenoh::open(config.zenoh_config(&zid, &BTreeMap::new())?)
             .wait()
             .map_err(zerr)?;
@@ -286,6 +282,8 @@ impl Cluster {
             requery: Vec::new(),
             next_reshare: Instant::now() + RESHARE_INTERVAL,
             generation: 0,
+            _echo: crate::probe::Responder::start(&config.listen, &config.node, shared_zid.clone()),
+            zid: shared_zid,
         };
         c.live = Some(c.declare_live(session)?);
         Ok(c)
@@ -363,19 +361,6 @@ impl Cluster {
             .wait()
             .map_err(zerr)?;
 
-        let about = wire::encode_json(&wire::NodeAbout {
-            listen: self.config.listen.clone(),
-            zid: keys::zid(&node, incarnation, self.generation),
-        });
-        let info_key = keys::node_info(&node);
-        let reply_key = info_key.clone();
-        let info = session
-            .declare_queryable(&info_key)
-            .callback(move |query| {
-                let _ = query.reply(&reply_key, about.clone()).wait();
-            })
-            .wait()
-            .map_err(zerr)?;
 
         let token = session
             .liveliness()
@@ -389,7 +374,6 @@ impl Cluster {
             _nodes: nodes,
             _feedback: feedback,
             _queryable: queryable,
-            _info: info,
             rooms: HashMap::new(),
             out: HashMap::new(),
             ins: HashMap::new(),
@@ -498,10 +482,6 @@ impl Cluster {
                 from,
                 feedback,
             }),
-            Control::About { node, about } => {
-                self.links.node_listens(&node, about.listen, about.zid);
-                None
-            }
             Control::Queried {
                 room,
                 node,
@@ -560,7 +540,6 @@ impl Cluster {
                 for room in &self.rooms {
                     self.query_shares(&live.session, room, Some(&info.node), 1);
                 }
-                self.query_about(&live.session, &info.node);
             }
         }
         if let ViewEvent::NodeDown(info) = e {
@@ -627,12 +606,6 @@ impl Cluster {
             }
         }
         if let Some(endpoints) = self.links.probe_due(now) {
-            // Who listens where (and under which zenoh id) may have changed.
-            if let Some(live) = &self.live {
-                for n in self.view.nodes() {
-                    self.query_about(&live.session, &n.node);
-                }
-            }
             for endpoint in endpoints {
                 let tx = self.control_tx.clone();
                 tokio::spawn(async move {
@@ -658,6 +631,9 @@ impl Cluster {
         };
         self.generation += 1;
         let zid = keys::zid(&self.node, self.incarnation, self.generation);
+        if let Ok(mut z) = self.zid.lock() {
+            z.clone_from(&zid);
+        }
         let config = match self.config.zenoh_config(&zid, &self.links.by_zid(&weights)) {
             Ok(c) => c,
             Err(e) => {
@@ -739,37 +715,6 @@ impl Cluster {
                     attempt,
                     replies: count,
                 });
-            }
-        });
-    }
-
-    /// Asks a node what it listens on (for link weights).
-    fn query_about(&self, session: &Session, node: &str) {
-        if self.links.next_probe().is_none() {
-            return;
-        }
-        let tx = self.control_tx.clone();
-        let replies = match session.get(keys::node_info(node)).wait() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(%e, "node info query failed");
-                return;
-            }
-        };
-        let node = node.to_owned();
-        tokio::spawn(async move {
-            while let Ok(reply) = replies.recv_async().await {
-                let Ok(sample) = reply.result() else {
-                    continue;
-                };
-                if let Ok(about) =
-                    wire::decode_json::<wire::NodeAbout>(&sample.payload().to_bytes())
-                {
-                    let _ = tx.send(Control::About {
-                        node: node.clone(),
-                        about,
-                    });
-                }
             }
         });
     }

@@ -155,15 +155,6 @@ pub enum Feedback {
     Watching,
 }
 
-/// What a node tells about itself (answered by its info queryable).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeAbout {
-    /// Its listen endpoints: a node that dials one knows whom it reaches.
-    pub listen: Vec<String>,
-    /// Its zenoh id (what link weights name).
-    pub zid: String,
-}
-
 /// A track as a room share lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedTrack {
