@@ -33,5 +33,5 @@ fi
 rm -f "$sdk_bundle"
 
 step "end-to-end tests (Chromium, aiortc, GStreamer, SDKs)"
-cargo build -p mediamesh --locked
+cargo build -p mediamesh -p mediamesh-bench --locked   # the bench drives cluster-paths
 MEDIAMESH_BIN="$PWD/target/debug/mediamesh" bash scripts/e2e.sh

@@ -46,9 +46,9 @@ pub struct ClusterConfig {
     pub lease: Duration,
     /// A node's departure is believed after this (relay flaps).
     pub debounce: Duration,
-    /// Measure the RTT of dialed links and reopen the session with link
-    /// weights that follow it (see [`crate::links`]). Off by default: see
-    /// the caveat there.
+    /// Measure the RTT of dialed links and give zenoh link weights that
+    /// follow it, reopening the session when they change (see
+    /// [`crate::links`]). Only routers that dial do anything.
     pub rtt_weights: bool,
     /// Where the secret's credential file goes (it must exist while the
     /// node runs).
@@ -68,7 +68,7 @@ impl ClusterConfig {
             tls: None,
             lease: Duration::from_millis(2000),
             debounce: Duration::from_millis(1000),
-            rtt_weights: false,
+            rtt_weights: true,
             runtime_dir: std::env::temp_dir(),
         }
     }

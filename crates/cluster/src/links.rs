@@ -6,20 +6,14 @@
 //! each link it dials (a UDP echo to the endpoint's address and port, which
 //! every node answers with its node id and zenoh id: see `probe.rs`; a few
 //! samples per round, smoothed), turns it into a weight (0.1 ms units), and
-//! when the
-//! weights it runs with are off by more than [`SIGNIFICANT`], it reopens its
-//! session with the new ones (at most once per [`MIN_REOPEN_GAP`]; the node
-//! keeps its id and incarnation, so the others see a flap shorter than their
-//! debounce, not a departure).
+//! when the weights it runs with are off by more than [`SIGNIFICANT`], or
+//! a far node answers with a new zenoh id, it reopens its session with the
+//! new ones (at most once per [`MIN_REOPEN_GAP`]; the node keeps its
+//! incarnation, so the others see a flap shorter than their debounce, not a
+//! departure).
 //!
 //! Only the dialing side of a link sets its weight (zenoh takes the larger
 //! of the two ends' weights, or the one set).
-//!
-//! Caveat (why `--cluster-rtt-weights` is off by default): in the
-//! end-to-end tests, after a node reopened its session (a new zenoh id),
-//! its puts to another node's subscriber (keyframe feedback) stopped
-//! arriving in most runs while media the other way kept flowing. Until
-//! that is understood, weights that follow RTT cost correctness.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

@@ -97,6 +97,9 @@ enum Control {
 const REQUERY_GAP: std::time::Duration = std::time::Duration::from_millis(500);
 const REQUERY_ATTEMPTS: u8 = 8;
 
+/// How long a node waits for each RTT echo before its first session.
+const JOIN_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Between closing a session and opening its successor (well under the
 /// others' debounce, so they see a flap, not a departure).
 const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
@@ -249,17 +252,26 @@ impl Cluster {
     pub fn join(config: &ClusterConfig, incarnation: u64) -> Result<Cluster, ClusterError> {
         let zid = keys::zid(&config.node, incarnation, 0);
         let shared_zid = Arc::new(Mutex::new(zid.clone()));
-        let session = zenoh::open(config.zenoh_config(&zid, &BTreeMap::new())?)
-            .wait()
-            .map_err(zerr)?;
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
-        let links = match config.role {
+        let mut links = match config.role {
             NodeRole::Router if config.rtt_weights => {
                 Links::new(config.connect.clone(), Instant::now())
             }
             _ => Links::new(Vec::new(), Instant::now()),
         };
+        // Measure the links first, so the first session has their weights.
+        if let Some(endpoints) = links.probe_due(Instant::now()) {
+            for e in endpoints {
+                let rtt = crate::probe::rtt_blocking(&e, JOIN_PROBE_TIMEOUT);
+                links.on_rtt(&e, rtt);
+            }
+            let weights = links.desired();
+            links.applied(weights, Instant::now());
+        }
+        let session = zenoh::open(config.zenoh_config(&zid, &links.by_zid(links.weights()))?)
+            .wait()
+            .map_err(zerr)?;
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
         let mut c = Cluster {
             view: View::new(config.node.clone(), config.debounce),
             links,
@@ -360,7 +372,6 @@ impl Cluster {
             })
             .wait()
             .map_err(zerr)?;
-
 
         let token = session
             .liveliness()

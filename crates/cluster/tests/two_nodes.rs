@@ -250,7 +250,7 @@ async fn after_a_reopen_with_rtt_weights_feedback_and_media_still_flow() {
     cb.rtt_weights = true;
     let mut b = Cluster::join(&cb, 1).unwrap();
     a.open_channel(9, MediaKind::Audio).unwrap();
-    // b measures its link to a, learns a's id, and reopens with a weight.
+    // b measured its link to a before its first session: it runs with a weight.
     let end = Instant::now() + Duration::from_secs(15);
     while b.link_weights().is_empty() {
         assert!(Instant::now() < end, "b never applied a link weight");
@@ -260,7 +260,6 @@ async fn after_a_reopen_with_rtt_weights_feedback_and_media_still_flow() {
         }
         let _ = tokio::time::timeout(Duration::from_millis(50), b.next()).await;
     }
-    let applied = b.link_weights().clone();
     a.leave();
     let mut a = Cluster::join(&config("a4", Some(port), None, "k"), 2).unwrap();
     a.open_channel(9, MediaKind::Audio).unwrap();
@@ -278,7 +277,7 @@ async fn after_a_reopen_with_rtt_weights_feedback_and_media_still_flow() {
         {
             assert_eq!(n.incarnation, 2);
         }
-        reopened = b.link_weights() != &applied || b.generation() >= 2;
+        reopened = b.generation() >= 1;
     }
     let ch = ChannelId {
         node: "a4".into(),

@@ -102,7 +102,7 @@ pub struct Cli {
     pub cluster_tls_ca: Option<PathBuf>,
 
     /// Measure the RTT of the links this router dials and give zenoh link weights that follow
-    /// it (the session reopens when they change). Experimental: see ARCHITECTURE.md.
+    /// it, so media takes the fastest path (the session reopens when they change) [default: true].
     #[arg(long, env = "MEDIAMESH_CLUSTER_RTT_WEIGHTS")]
     pub cluster_rtt_weights: Option<bool>,
 
@@ -264,7 +264,7 @@ impl Config {
         cluster.rtt_weights = cli
             .cluster_rtt_weights
             .or(file.cluster_rtt_weights)
-            .unwrap_or(false);
+            .unwrap_or(true);
         if let Some(ms) = cli.cluster_lease_ms.or(file.cluster_lease_ms) {
             cluster.lease = Duration::from_millis(ms);
         }
