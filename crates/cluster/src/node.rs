@@ -714,7 +714,7 @@ impl Cluster {
                 let Ok(sample) = reply.result() else {
                     continue;
                 };
-                if let Some(c) = share_of(&sample) {
+                if let Some(c) = share_of(sample) {
                     count += 1;
                     let _ = tx.send(c);
                 }
