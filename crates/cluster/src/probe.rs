@@ -58,52 +58,18 @@ fn parse_answer(a: &[u8], nonce: &[u8; 8]) -> Option<Far> {
 }
 
 /// The median of a few echo round trips to `endpoint` and who answered;
-/// `None` when nobody does.
+/// `None` when nobody does. The socket work runs on tokio's blocking pool.
 pub async fn rtt(endpoint: &str) -> Option<(Duration, Far)> {
-    let addr = tokio::net::lookup_host(address(endpoint)?)
+    let endpoint = endpoint.to_owned();
+    tokio::task::spawn_blocking(move || rtt_blocking(&endpoint, PROBE_TIMEOUT))
         .await
-        .ok()?
-        .next()?;
-    let bind = if addr.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    };
-    let socket = tokio::net::UdpSocket::bind(bind).await.ok()?;
-    socket.connect(addr).await.ok()?;
-    let mut samples = Vec::with_capacity(PROBE_SAMPLES);
-    let mut far = None;
-    let mut buf = [0u8; 256];
-    for i in 0..PROBE_SAMPLES {
-        let nonce: [u8; 8] = (rand_nonce() ^ i as u64).to_be_bytes();
-        let mut req = MAGIC.to_vec();
-        req.extend_from_slice(&nonce);
-        let t = Instant::now();
-        if socket.send(&req).await.is_err() {
-            continue;
-        }
-        let deadline = t + PROBE_TIMEOUT;
-        // Skip late answers of earlier samples.
-        while let Ok(Ok(n)) = tokio::time::timeout(
-            deadline.saturating_duration_since(Instant::now()),
-            socket.recv(&mut buf),
-        )
-        .await
-        {
-            if let Some(f) = parse_answer(&buf[..n], &nonce) {
-                samples.push(t.elapsed());
-                far = Some(f);
-                break;
-            }
-        }
-    }
-    samples.sort();
-    Some((samples.get(samples.len() / 2).copied()?, far?))
+        .ok()
+        .flatten()
 }
 
-/// [`rtt`] for a plain thread, with a shorter wait per sample: what a node
-/// measures before it opens its first session (so that session starts with
-/// link weights and needs no reopen).
+/// The measurement itself, on the calling thread, waiting `timeout` per
+/// sample. A node also runs it before it opens its first session (so that
+/// session starts with link weights and needs no reopen).
 pub fn rtt_blocking(endpoint: &str, timeout: Duration) -> Option<(Duration, Far)> {
     use std::net::ToSocketAddrs;
     let addr = address(endpoint)?.to_socket_addrs().ok()?.next()?;
