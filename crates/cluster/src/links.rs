@@ -171,12 +171,6 @@ impl Links {
     pub fn next_probe(&self) -> Option<Instant> {
         self.next_probe
     }
-
-    /// When [`Links::reopen_due`] may next say yes (a pending change waits
-    /// for the gap).
-    pub fn next_reopen(&self) -> Option<Instant> {
-        self.last_reopen.map(|t| t + MIN_REOPEN_GAP)
-    }
 }
 
 #[cfg(test)]
@@ -220,7 +214,6 @@ mod tests {
         l.on_rtt(AC, Some((ms(10), far("a", "a1"))));
         l.on_rtt(AC, Some((ms(10), far("a", "a1"))));
         assert_eq!(l.reopen_due(t0 + ms(1000)), None, "within the gap");
-        assert_eq!(l.next_reopen(), Some(t0 + MIN_REOPEN_GAP));
         let want = l.reopen_due(t0 + ms(6000)).unwrap();
         assert!(want["a"] < 400, "{want:?}");
         l.applied(want, t0 + ms(6000));

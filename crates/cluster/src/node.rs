@@ -25,7 +25,7 @@ use crate::config::{ClusterConfig, NodeRole};
 use crate::keys;
 use crate::links::Links;
 use crate::view::{NodeInfo, View, ViewEvent};
-use crate::wire::{self, Feedback, RoomShare};
+use crate::wire::{self, Feedback, RoomShare, SharedPeer};
 
 /// A track channel of another node, as its room share names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,10 +157,9 @@ pub struct Cluster {
     control_tx: mpsc::UnboundedSender<Control>,
     media_rx: mpsc::Receiver<ClusterEvent>,
     media_tx: mpsc::Sender<ClusterEvent>,
-    /// Our shares by room key, encoded, for the queryable to answer.
-    shares: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-    /// The same, decoded, to put again after a reopen.
-    share_of: HashMap<String, RoomShare>,
+    /// Our latest share of each room we have peers in (by room key), for
+    /// the queryable to answer and to put again.
+    shares: Arc<Mutex<HashMap<String, RoomShare>>>,
     share_version: u64,
     /// What this node has declared, by our names: declared again on a new
     /// session.
@@ -201,7 +200,7 @@ struct Live {
 }
 
 /// A room share that arrived (put or query reply), decoded.
-fn share_of(sample: &zenoh::sample::Sample) -> Option<Control> {
+fn decode_share(sample: &zenoh::sample::Sample) -> Option<Control> {
     let room = keys::parse_room_share(sample.key_expr().as_str())?;
     match wire::decode_json::<RoomShare>(&sample.payload().to_bytes()) {
         Ok(share) => Some(Control::Share {
@@ -284,7 +283,6 @@ impl Cluster {
             media_rx,
             media_tx,
             shares: Arc::default(),
-            share_of: HashMap::new(),
             share_version: 0,
             rooms: HashSet::new(),
             out: HashMap::new(),
@@ -359,11 +357,11 @@ impl Cluster {
                 };
                 // `*` asks for every room of ours.
                 let found: Vec<(String, Vec<u8>)> = match answer.lock() {
-                    Ok(s) if room == "*" => s.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                     Ok(s) => s
-                        .get(room)
-                        .map(|v| vec![(room.to_owned(), v.clone())])
-                        .unwrap_or_default(),
+                        .iter()
+                        .filter(|(k, _)| room == "*" || k.as_str() == room)
+                        .map(|(k, v)| (k.clone(), wire::encode_json(v)))
+                        .collect(),
                     Err(_) => Vec::new(),
                 };
                 for (room, bytes) in found {
@@ -564,17 +562,18 @@ impl Cluster {
     }
 
     /// When [`Cluster::handle_timeout`] next has work: debounced
-    /// departures, link probes, a pending reopen.
+    /// departures, link probes (and reopens), share re-puts and re-queries.
+    ///
+    /// Called on every turn of the media worker: only reads stored times.
+    /// A reopen is decided at the probe rounds (weights only change with
+    /// their results).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let reopen = (self.live.is_some() && self.links.reopen_due(Instant::now()).is_some())
-            .then(|| self.links.next_reopen())
-            .flatten();
         let requery = self.requery.iter().map(|r| r.0).min();
-        let reshare = (!self.share_of.is_empty()).then_some(self.next_reshare);
+        // Due every interval, shares or not (nothing to put is cheap).
+        let reshare = Some(self.next_reshare);
         [
             self.view.poll_timeout(),
             self.links.next_probe(),
-            reopen,
             requery,
             reshare,
         ]
@@ -604,7 +603,11 @@ impl Cluster {
                 let shares: Vec<(String, Vec<u8>)> = self
                     .shares
                     .lock()
-                    .map(|s| s.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .map(|s| {
+                        s.iter()
+                            .map(|(k, v)| (k.clone(), wire::encode_json(v)))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 for (room, bytes) in shares {
                     let _ = live
@@ -681,10 +684,10 @@ impl Cluster {
     /// last ones).
     fn reshare(&mut self) {
         let rooms: Vec<(String, RoomShare)> = self
-            .share_of
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+            .shares
+            .lock()
+            .map(|s| s.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
         for (room, share) in rooms {
             if let Err(e) = self.share_room(&room, share) {
                 tracing::warn!("cluster: share again: {e}");
@@ -714,7 +717,7 @@ impl Cluster {
                 let Ok(sample) = reply.result() else {
                     continue;
                 };
-                if let Some(c) = share_of(sample) {
+                if let Some(c) = decode_share(sample) {
                     count += 1;
                     let _ = tx.send(c);
                 }
@@ -735,7 +738,7 @@ impl Cluster {
         session
             .declare_subscriber(keys::room_shares(room))
             .callback(move |sample| {
-                if let Some(c) = share_of(&sample) {
+                if let Some(c) = decode_share(&sample) {
                     let _ = tx.send(c);
                 }
             })
@@ -822,6 +825,15 @@ impl Cluster {
         self.view.forget_room(room);
     }
 
+    /// The peers this node last shared of a room (none: empty).
+    pub fn shared_peers(&self, room: &str) -> Vec<SharedPeer> {
+        self.shares
+            .lock()
+            .ok()
+            .and_then(|s| s.get(room).map(|r| r.peers.clone()))
+            .unwrap_or_default()
+    }
+
     /// Publishes this node's part of a room (`share.peers` empty: none).
     pub fn share_room(&mut self, room: &str, mut share: RoomShare) -> Result<(), ClusterError> {
         self.share_version += 1;
@@ -833,13 +845,8 @@ impl Cluster {
             if share.peers.is_empty() {
                 s.remove(room);
             } else {
-                s.insert(room.to_owned(), bytes.clone());
+                s.insert(room.to_owned(), share);
             }
-        }
-        if share.peers.is_empty() {
-            self.share_of.remove(room);
-        } else {
-            self.share_of.insert(room.to_owned(), share);
         }
         let Some(live) = &self.live else {
             // Put again once the session is back.

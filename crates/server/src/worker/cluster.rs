@@ -44,8 +44,6 @@ pub struct ClusterState {
     /// Core tracks that stand for other nodes' tracks.
     remote_tracks: HashMap<TrackId, ChannelId>,
     by_channel: HashMap<ChannelId, TrackId>,
-    /// What this node last shared of each room (room key -> peers).
-    shared: HashMap<String, Vec<SharedPeer>>,
     /// Rooms whose local part may have changed.
     dirty: Vec<RoomId>,
     /// The core's subscription epoch last reconciled.
@@ -182,16 +180,13 @@ impl Worker {
                 },
             );
         }
-        let before = self.cluster_state.shared.get(&key);
-        if before.is_none_or(|b| *b != peers) && !(before.is_none() && peers.is_empty()) {
+        let before = self.cluster.shared_peers(&key);
+        if before != peers {
             // Channels follow the tracks shared.
             let old: HashSet<u64> = before
-                .map(|b| {
-                    b.iter()
-                        .flat_map(|p| p.tracks.iter().map(|t| t.channel))
-                        .collect()
-                })
-                .unwrap_or_default();
+                .iter()
+                .flat_map(|p| p.tracks.iter().map(|t| t.channel))
+                .collect();
             let new: HashSet<u64> = local_tracks.iter().map(|(t, _)| t.0).collect();
             for gone in old.difference(&new) {
                 self.cluster.close_channel(*gone);
@@ -209,15 +204,10 @@ impl Worker {
                 node: String::new(),
                 incarnation: 0,
                 version: 0,
-                peers: peers.clone(),
+                peers,
             };
             if let Err(e) = self.cluster.share_room(&key, share) {
                 tracing::warn!(room = %room, "cluster: cannot share the room: {e}");
-            }
-            if peers.is_empty() {
-                self.cluster_state.shared.remove(&key);
-            } else {
-                self.cluster_state.shared.insert(key, peers);
             }
         }
         core_changed
