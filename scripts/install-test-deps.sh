@@ -101,7 +101,7 @@ req="$E2E/python/requirements.txt"
 req_sum="$(sha256sum "$req" | cut -d' ' -f1)"
 vstamp="$E2E/.venv/.mediamesh-e2e-stamp"
 if [ -x "$E2E/.venv/bin/python" ] && [ -f "$vstamp" ] && [ "$(cat "$vstamp")" = "$req_sum" ] \
-   && "$E2E/.venv/bin/python" -c 'import aiortc, aiohttp' >/dev/null 2>&1; then
+   && "$E2E/.venv/bin/python" -c 'import aiortc, aiohttp, mmdb_writer' >/dev/null 2>&1; then
   log "python venv up to date"
 else
   log "creating tests/e2e/.venv with $VENV_PY"

@@ -23,6 +23,9 @@ fn node() -> Node {
         app_id: "smoke".into(),
         demo_tokens: false,
         cluster: mediamesh::cluster::ClusterConfig::standalone("bench-smoke"),
+        load: Default::default(),
+        geoip_db: None,
+        trusted_proxies: Vec::new(),
     };
     Node::start(config).unwrap()
 }

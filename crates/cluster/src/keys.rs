@@ -5,6 +5,8 @@
 //! mm/room/{room key}/{node}                  the node's share of a room (put, and queryable)
 //! mm/track/{node}/{incarnation}/{channel}    a track's media packets
 //! mm/fb/{node}/{incarnation}/{channel}/{from} feedback from node `from` to a track's publisher
+//! mm/api/{node}                              the node's API: requests other nodes forward (queryable)
+//! mm/load/{zone}/{node}                      the node's load report (put every second)
 //! ```
 //!
 //! Room names are free text; the key holds a stable hash of app and room
@@ -114,6 +116,28 @@ pub fn parse_feedback(key: &str) -> Option<(u64, &str)> {
     Some((channel, from))
 }
 
+/// Where a node answers the requests other nodes forward to it.
+pub fn api(node: &str) -> String {
+    format!("mm/api/{node}")
+}
+
+pub fn load(zone: &str, node: &str) -> String {
+    format!("mm/load/{zone}/{node}")
+}
+
+pub const LOADS: &str = "mm/load/*/*";
+
+/// Parses a load report key into (zone, node).
+pub fn parse_load(key: &str) -> Option<(&str, &str)> {
+    let mut it = key.strip_prefix("mm/load/")?.split('/');
+    let zone = it.next()?;
+    let node = it.next()?;
+    if it.next().is_some() {
+        return None;
+    }
+    Some((zone, node))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +190,7 @@ mod tests {
         assert_eq!(parse_room_share(&room_share("abc", "n")), Some("abc"));
         assert_eq!(parse_feedback(&feedback("a", 1, 7, "b")), Some((7, "b")));
         assert_eq!(parse_feedback("mm/fb/a/1/x/b"), None);
+        assert_eq!(parse_load(&load("z1", "n.1")), Some(("z1", "n.1")));
+        assert_eq!(parse_load("mm/load/z1/n/x"), None);
     }
 }

@@ -18,6 +18,9 @@ mod view;
 pub mod wire;
 
 pub use config::{ClusterConfig, NodeRole, TlsFiles};
-pub use node::{ChannelId, Cluster, ClusterError, ClusterEvent, CountersSnapshot};
+pub use node::{
+    CallError, ChannelId, Cluster, ClusterError, ClusterEvent, CountersSnapshot, IncomingCall,
+    ReportedLoad,
+};
 pub use view::{NodeInfo, View, ViewEvent};
-pub use wire::{Feedback, Kind, RoomShare, SharedPeer, SharedTrack};
+pub use wire::{Feedback, Kind, LoadLimits, NodeLoad, RoomShare, SharedPeer, SharedTrack};

@@ -25,7 +25,7 @@ use crate::config::{ClusterConfig, NodeRole};
 use crate::keys;
 use crate::links::Links;
 use crate::view::{NodeInfo, View, ViewEvent};
-use crate::wire::{self, Feedback, RoomShare, SharedPeer};
+use crate::wire::{self, Feedback, NodeLoad, RoomShare, SharedPeer};
 
 /// A track channel of another node, as its room share names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,7 +56,63 @@ pub enum ClusterEvent {
     },
     /// Membership and room changes (see [`ViewEvent`]).
     View(ViewEvent),
+    /// Another node forwards a request to this one ([`Cluster::call`]).
+    Call(IncomingCall),
 }
+
+/// A request another node sent with [`Cluster::call`]; answer it with
+/// [`IncomingCall::reply`] (dropping it unanswered ends the caller's wait
+/// with [`CallError::NoAnswer`]).
+pub struct IncomingCall {
+    query: zenoh::query::Query,
+    payload: Vec<u8>,
+}
+
+impl IncomingCall {
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    pub fn reply(self, bytes: Vec<u8>) {
+        let key = self.query.key_expr().clone();
+        if let Err(e) = self.query.reply(key, bytes).wait() {
+            tracing::debug!(%e, "cluster: cannot answer a call");
+        }
+    }
+}
+
+impl std::fmt::Debug for IncomingCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingCall")
+            .field("bytes", &self.payload.len())
+            .finish()
+    }
+}
+
+/// Why a [`Cluster::call`] has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// Nobody answered: the node is gone, unreachable, or too slow.
+    #[error("node {0} did not answer")]
+    NoAnswer(String),
+    /// This node is between sessions (reopening) or leaving.
+    #[error("this node is not connected to the cluster")]
+    Disconnected,
+    #[error("cluster: {0}")]
+    Zenoh(String),
+}
+
+/// The latest load report of a live node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedLoad {
+    pub node: String,
+    pub zone: String,
+    pub load: NodeLoad,
+}
+
+/// A load report older than this is not believed (reports come every
+/// second).
+const LOAD_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Control input queued by zenoh's threads.
 #[derive(Debug)]
@@ -81,6 +137,12 @@ enum Control {
     Reopened {
         session: Result<Session, String>,
         weights: BTreeMap<String, u16>,
+    },
+    Call(zenoh::query::Query),
+    Load {
+        zone: String,
+        node: String,
+        load: NodeLoad,
     },
     /// A query of one node's share of a room got this many replies.
     Queried {
@@ -179,6 +241,9 @@ pub struct Cluster {
     /// The current session's zenoh id, as the RTT echo answers it.
     zid: Arc<Mutex<String>>,
     _echo: crate::probe::Responder,
+    /// Follow the others' load reports (gateways do).
+    watch_loads: bool,
+    loads: HashMap<String, (Instant, String, NodeLoad)>,
 }
 
 /// Our shares are put again this often, unchanged (same version: a node
@@ -194,6 +259,8 @@ struct Live {
     _nodes: Subscriber<()>,
     _feedback: Subscriber<()>,
     _queryable: Queryable<()>,
+    _api: Queryable<()>,
+    _loads: Option<Subscriber<()>>,
     rooms: HashMap<String, Subscriber<()>>,
     out: HashMap<u64, TrackChannel>,
     ins: HashMap<ChannelId, Subscriber<()>>,
@@ -226,11 +293,14 @@ fn close_live(live: Live) {
                 _nodes,
                 _feedback,
                 _queryable,
+                _api,
+                _loads,
                 rooms,
                 out,
                 ins,
             } = live;
-            drop((_token, _nodes, _feedback, _queryable, rooms, out, ins));
+            drop((_token, _nodes, _feedback, _queryable, _api, _loads));
+            drop((rooms, out, ins));
             let _ = session.close().wait();
             drop(session);
         });
@@ -294,6 +364,8 @@ impl Cluster {
             generation: 0,
             _echo: crate::probe::Responder::start(&config.listen, &config.node, shared_zid.clone()),
             zid: shared_zid,
+            watch_loads: false,
+            loads: HashMap::new(),
         };
         c.live = Some(c.declare_live(session)?);
         Ok(c)
@@ -371,6 +443,20 @@ impl Cluster {
             .wait()
             .map_err(zerr)?;
 
+        let tx = self.control_tx.clone();
+        let api = session
+            .declare_queryable(keys::api(&node))
+            .callback(move |query| {
+                let _ = tx.send(Control::Call(query));
+            })
+            .wait()
+            .map_err(zerr)?;
+        let loads = if self.watch_loads {
+            Some(self.declare_loads(&session)?)
+        } else {
+            None
+        };
+
         let token = session
             .liveliness()
             .declare_token(keys::node_token(&self.zone, &node, incarnation))
@@ -383,6 +469,8 @@ impl Cluster {
             _nodes: nodes,
             _feedback: feedback,
             _queryable: queryable,
+            _api: api,
+            _loads: loads,
             rooms: HashMap::new(),
             out: HashMap::new(),
             ins: HashMap::new(),
@@ -491,6 +579,19 @@ impl Cluster {
                 from,
                 feedback,
             }),
+            Control::Call(query) => {
+                let payload = query
+                    .payload()
+                    .map(|p| p.to_bytes().to_vec())
+                    .unwrap_or_default();
+                Some(ClusterEvent::Call(IncomingCall { query, payload }))
+            }
+            Control::Load { zone, node, load } => {
+                if node != self.node {
+                    self.loads.insert(node, (Instant::now(), zone, load));
+                }
+                None
+            }
             Control::Queried {
                 room,
                 node,
@@ -558,6 +659,7 @@ impl Cluster {
                 live.ins.retain(|c, _| c.node != info.node);
             }
             self.links.node_gone(&info.node);
+            self.loads.remove(&info.node);
         }
     }
 
@@ -731,6 +833,142 @@ impl Cluster {
                 });
             }
         });
+    }
+
+    fn declare_loads(&self, session: &Session) -> Result<Subscriber<()>, ClusterError> {
+        let tx = self.control_tx.clone();
+        session
+            .declare_subscriber(keys::LOADS)
+            .callback(move |sample| {
+                let Some((zone, node)) = keys::parse_load(sample.key_expr().as_str()) else {
+                    return;
+                };
+                match wire::decode_json::<NodeLoad>(&sample.payload().to_bytes()) {
+                    Ok(load) => {
+                        let _ = tx.send(Control::Load {
+                            zone: zone.to_owned(),
+                            node: node.to_owned(),
+                            load,
+                        });
+                    }
+                    Err(e) => tracing::debug!(%e, "bad load report"),
+                }
+            })
+            .wait()
+            .map_err(zerr)
+    }
+
+    /// Starts following the other nodes' load reports ([`Cluster::loads`]).
+    pub fn watch_loads(&mut self) -> Result<(), ClusterError> {
+        if self.watch_loads {
+            return Ok(());
+        }
+        self.watch_loads = true;
+        if let Some(session) = self.live.as_ref().map(|l| l.session.clone()) {
+            let sub = self.declare_loads(&session)?;
+            if let Some(live) = self.live.as_mut() {
+                live._loads = Some(sub);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the cluster this node's load (every second or so).
+    pub fn report_load(&self, load: &NodeLoad) {
+        if let Some(live) = &self.live {
+            let _ = live
+                .session
+                .put(keys::load(&self.zone, &self.node), wire::encode_json(load))
+                .priority(Priority::InteractiveLow)
+                .congestion_control(CongestionControl::Drop)
+                .wait();
+        }
+    }
+
+    /// The latest load of every live node that reported one recently (not
+    /// this node; see [`Cluster::watch_loads`]).
+    pub fn loads(&self, now: Instant) -> Vec<ReportedLoad> {
+        let mut v: Vec<ReportedLoad> = self
+            .loads
+            .iter()
+            .filter(|(node, (at, _, _))| {
+                self.view.is_up(node) && now.saturating_duration_since(*at) <= LOAD_MAX_AGE
+            })
+            .map(|(node, (_, zone, load))| ReportedLoad {
+                node: node.clone(),
+                zone: zone.clone(),
+                load: load.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.node.cmp(&b.node));
+        v
+    }
+
+    /// The node is up in the cluster now (its token is there).
+    pub fn is_up(&self, node: &str) -> bool {
+        self.view.is_up(node)
+    }
+
+    /// Sends `payload` to node `node`'s API and passes its answer (or why
+    /// there is none within `timeout`) to `done`. Never waits.
+    pub fn call(
+        &self,
+        node: &str,
+        payload: Vec<u8>,
+        timeout: std::time::Duration,
+        done: tokio::sync::oneshot::Sender<Result<Vec<u8>, CallError>>,
+    ) {
+        let Some(live) = &self.live else {
+            let _ = done.send(Err(CallError::Disconnected));
+            return;
+        };
+        /// Answers the caller once: with the first reply, or when zenoh
+        /// drops the callback (the query ended without one).
+        struct Once {
+            done: Option<tokio::sync::oneshot::Sender<Result<Vec<u8>, CallError>>>,
+            node: String,
+        }
+        impl Once {
+            fn send(&mut self, r: Result<Vec<u8>, CallError>) {
+                if let Some(tx) = self.done.take() {
+                    let _ = tx.send(r);
+                }
+            }
+        }
+        impl Drop for Once {
+            fn drop(&mut self) {
+                let node = std::mem::take(&mut self.node);
+                self.send(Err(CallError::NoAnswer(node)));
+            }
+        }
+        let once = Arc::new(Mutex::new(Once {
+            done: Some(done),
+            node: node.to_owned(),
+        }));
+        let failed = once.clone();
+        let sent = live
+            .session
+            .get(keys::api(node))
+            .payload(payload)
+            .timeout(timeout)
+            .consolidation(zenoh::query::ConsolidationMode::None)
+            .callback(move |reply| {
+                let r = match reply.result() {
+                    Ok(sample) => Ok(sample.payload().to_bytes().to_vec()),
+                    Err(e) => Err(CallError::Zenoh(
+                        String::from_utf8_lossy(&e.payload().to_bytes()).into_owned(),
+                    )),
+                };
+                if let Ok(mut o) = once.lock() {
+                    o.send(r);
+                }
+            })
+            .wait();
+        if let Err(e) = sent {
+            if let Ok(mut o) = failed.lock() {
+                o.send(Err(CallError::Zenoh(e.to_string())));
+            }
+        }
     }
 
     fn declare_room(&self, session: &Session, room: &str) -> Result<Subscriber<()>, ClusterError> {

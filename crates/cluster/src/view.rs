@@ -219,6 +219,12 @@ impl View {
         v
     }
 
+    /// The node's token is there now (not lost, even within the debounce):
+    /// it can take new work.
+    pub fn is_up(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(|n| n.lost_at.is_none())
+    }
+
     /// The node's live incarnation, if it is up.
     pub fn incarnation(&self, node: &str) -> Option<u64> {
         self.nodes.get(node).map(|n| n.info.incarnation)

@@ -220,6 +220,40 @@ pub struct RoomShare {
     pub peers: Vec<SharedPeer>,
 }
 
+/// What a media node reports of itself every second, for gateways to
+/// place sessions: its load and the limits it takes sessions under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    /// Live sessions (WebRTC connections).
+    pub sessions: u32,
+    /// CPU used by the node's process, as a share of the whole machine
+    /// (0.0-1.0).
+    pub cpu: f32,
+    /// Media received plus sent, bits per second.
+    pub bitrate: u64,
+    #[serde(default)]
+    pub limits: LoadLimits,
+    /// Where the node's zone is (latitude, longitude), if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<(f64, f64)>,
+    /// The node takes no new sessions (shutting down).
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// A node is full when any measure reaches its limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u32>,
+    /// Share of the machine (0.0-1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f32>,
+    /// Bits per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitrate: Option<u64>,
+}
+
 pub fn encode_json<T: Serialize>(v: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail (no maps with non-string
     // keys, no custom serializers).

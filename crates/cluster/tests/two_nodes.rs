@@ -310,3 +310,92 @@ async fn after_a_reopen_with_rtt_weights_feedback_and_media_still_flow() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_answered_by_the_named_node_and_loads_vanish_with_it() {
+    use mediamesh_cluster::{CallError, LoadLimits, NodeLoad};
+    let port = free_port();
+    let mut a = Cluster::join(&config("a", Some(port), None, "s3cret"), 1).unwrap();
+    let mut b = Cluster::join(&config("b", None, Some(port), "s3cret"), 1).unwrap();
+    a.watch_loads().unwrap();
+    expect(&mut a, 10, "b up", |e| {
+        matches!(e, ClusterEvent::View(ViewEvent::NodeUp(ref n)) if n.node == "b").then_some(())
+    })
+    .await;
+
+    // A calls B; B's worker sees the call and answers it.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    a.call("b", b"ping".to_vec(), Duration::from_secs(5), tx);
+    let call = expect(&mut b, 10, "a's call", |e| match e {
+        ClusterEvent::Call(c) => Some(c),
+        _ => None,
+    })
+    .await;
+    assert_eq!(call.payload(), b"ping");
+    call.reply(b"pong".to_vec());
+    let answer = tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .expect("an answer in time")
+        .expect("the callback ran");
+    assert_eq!(answer, Ok(b"pong".to_vec()));
+
+    // A call nobody can answer ends at once (no queryable), not at the timeout.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let t0 = Instant::now();
+    a.call("nobody", b"x".to_vec(), Duration::from_secs(5), tx);
+    let answer = tokio::time::timeout(Duration::from_secs(6), rx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, Err(CallError::NoAnswer("nobody".into())));
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+
+    // A call that B drops unanswered ends too.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    a.call("b", b"ignored".to_vec(), Duration::from_millis(800), tx);
+    let call = expect(&mut b, 10, "a's second call", |e| match e {
+        ClusterEvent::Call(c) => Some(c),
+        _ => None,
+    })
+    .await;
+    drop(call);
+    let answer = tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.is_err(), "{answer:?}");
+
+    // B's load reports reach A (which watches them) and go with B.
+    let load = NodeLoad {
+        sessions: 3,
+        cpu: 0.25,
+        bitrate: 1_000_000,
+        limits: LoadLimits {
+            sessions: Some(10),
+            ..Default::default()
+        },
+        location: Some((50.1, 8.7)),
+        draining: false,
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        b.report_load(&load);
+        let _ = tokio::time::timeout(Duration::from_millis(100), a.next()).await;
+        let seen = a.loads(Instant::now());
+        if let Some(r) = seen.first() {
+            assert_eq!((r.node.as_str(), r.zone.as_str()), ("b", "default"));
+            assert_eq!(r.load, load);
+            break;
+        }
+        assert!(Instant::now() < end, "no load report from b");
+    }
+    assert!(a.is_up("b"));
+    b.leave();
+    expect(&mut a, 10, "b down", |e| {
+        matches!(e, ClusterEvent::View(ViewEvent::NodeDown(ref n)) if n.node == "b").then_some(())
+    })
+    .await;
+    assert!(!a.is_up("b"));
+    assert!(a.loads(Instant::now()).is_empty());
+    a.leave();
+}

@@ -16,10 +16,22 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tower_http::cors::{Any, CorsLayer};
 
+use crate::call::{ApiCall, ApiOk};
 use crate::config::Config;
+use crate::dispatch::{dispatch, ClientAddr};
+use crate::geo::GeoDb;
 use crate::token::{self, Claims, TokenKind};
 use crate::web;
 use crate::worker::{Caller, Command, Patched, WorkerError};
+
+/// An answer of a kind the request cannot have (a bug, not the client's).
+fn unexpected(what: &str, got: ApiOk) -> ApiError {
+    tracing::error!(?got, "unexpected answer to {what}");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("unexpected answer to {what}"),
+    )
+}
 
 /// Largest request body accepted (SDP offers are a few KiB).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -31,6 +43,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub worker: mpsc::Sender<Command>,
     pub draining: Arc<AtomicBool>,
+    /// Locates clients for placement (gateways with a GeoIP database).
+    pub geo: Option<Arc<GeoDb>>,
 }
 
 /// An error a person can act on: a status and a one-line reason.
@@ -41,7 +55,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> Self {
         Self {
             status,
             reason: reason.into(),
@@ -93,21 +107,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/rooms/{room}", get(room_view))
         .route(
             "/whip/endpoint",
-            post(|State(s), h, b| create(s, Role::Publish, h, b)),
+            post(|State(s), c, h, b| create(s, Role::Publish, c, h, b)),
         )
         .route(
             "/whip/conn/{id}",
-            patch(|State(s), Path(id), h, b| patch_session(s, Role::Publish, id, h, b))
-                .delete(|State(s), Path(id), h| delete_session(s, Role::Publish, id, h)),
+            patch(|State(s), Path(id), c, h, b| patch_session(s, Role::Publish, id, c, h, b))
+                .delete(|State(s), Path(id), c, h| delete_session(s, Role::Publish, id, c, h)),
         )
         .route(
             "/whep/endpoint",
-            post(|State(s), h, b| create(s, Role::Play, h, b)),
+            post(|State(s), c, h, b| create(s, Role::Play, c, h, b)),
         )
         .route(
             "/whep/conn/{id}",
-            patch(|State(s), Path(id), h, b| patch_session(s, Role::Play, id, h, b))
-                .delete(|State(s), Path(id), h| delete_session(s, Role::Play, id, h)),
+            patch(|State(s), Path(id), c, h, b| patch_session(s, Role::Play, id, c, h, b))
+                .delete(|State(s), Path(id), c, h| delete_session(s, Role::Play, id, c, h)),
         )
         .route("/webrtc/connect", post(sdk_connect))
         .route("/webrtc/{id}/ice-candidate", post(sdk_ice))
@@ -146,7 +160,7 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-async fn ask<T>(
+pub(crate) async fn ask<T>(
     state: &AppState,
     make: impl FnOnce(oneshot::Sender<T>) -> Command,
 ) -> Result<T, ApiError> {
@@ -397,6 +411,7 @@ fn paths(role: Role) -> (&'static str, TokenKind) {
 async fn create(
     state: AppState,
     role: Role,
+    client: ClientAddr,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
@@ -416,55 +431,55 @@ async fn create(
         .peer
         .clone()
         .unwrap_or_else(|| format!("viewer-{:08x}", rand::random::<u32>()));
-    let created = ask(&state, |reply| Command::Create {
+    let call = ApiCall::Create {
         role,
         caller: caller(&claims),
         peer,
         offer: body,
-        reply,
-    })
-    .await??;
-    let location = format!("{prefix}{}", created.id);
-    Ok((
-        StatusCode::CREATED,
-        [
-            (CONTENT_TYPE, "application/sdp".to_owned()),
-            (LOCATION, location),
-            (ETAG, created.etag),
-        ],
-        created.answer,
-    )
-        .into_response())
+    };
+    match dispatch(&state, call, client).await? {
+        ApiOk::Created { id, answer, etag } => Ok((
+            StatusCode::CREATED,
+            [
+                (CONTENT_TYPE, "application/sdp".to_owned()),
+                (LOCATION, format!("{prefix}{id}")),
+                (ETAG, etag),
+            ],
+            answer,
+        )
+            .into_response()),
+        other => Err(unexpected("a session offer", other)),
+    }
 }
 
 async fn patch_session(
     state: AppState,
     role: Role,
     id: String,
+    client: ClientAddr,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
     let (_, kind) = paths(role);
     let claims = authorize(&state, &headers, kind)?;
     require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
-    let frag = SdpFrag::parse(&body)
+    // Checked here too, so a bad fragment never travels.
+    SdpFrag::parse(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed sdpfrag: {e}")))?;
     let if_match = headers
         .get(IF_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.trim().to_owned());
-    let patched = ask(&state, |reply| Command::Patch {
+    let call = ApiCall::Patch {
         role,
         id,
         caller: caller(&claims),
         if_match,
-        frag,
-        reply,
-    })
-    .await??;
-    Ok(match patched {
-        Patched::Trickled => StatusCode::NO_CONTENT.into_response(),
-        Patched::Restarted { frag, etag } => (
+        frag: body,
+    };
+    match dispatch(&state, call, client).await? {
+        ApiOk::Patched(Patched::Trickled) => Ok(StatusCode::NO_CONTENT.into_response()),
+        ApiOk::Patched(Patched::Restarted { frag, etag }) => Ok((
             StatusCode::OK,
             [
                 (CONTENT_TYPE, "application/trickle-ice-sdpfrag".to_owned()),
@@ -472,26 +487,29 @@ async fn patch_session(
             ],
             frag,
         )
-            .into_response(),
-    })
+            .into_response()),
+        other => Err(unexpected("a PATCH", other)),
+    }
 }
 
 async fn delete_session(
     state: AppState,
     role: Role,
     id: String,
+    client: ClientAddr,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (_, kind) = paths(role);
     let claims = authorize(&state, &headers, kind)?;
-    ask(&state, |reply| Command::Delete {
+    let call = ApiCall::Delete {
         role,
         id,
         caller: caller(&claims),
-        reply,
-    })
-    .await??;
-    Ok(StatusCode::OK.into_response())
+    };
+    match dispatch(&state, call, client).await? {
+        ApiOk::Deleted => Ok(StatusCode::OK.into_response()),
+        other => Err(unexpected("a DELETE", other)),
+    }
 }
 
 /// SDK replies are bare protobuf, labelled as the client labels its requests.
@@ -507,9 +525,18 @@ fn decode<M: mediamesh_protocol::Message + Default>(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed {what}: {e}")))
 }
 
+/// The protobuf an SDK request is answered with.
+fn sdk_reply(what: &str, ok: ApiOk) -> Result<Response, ApiError> {
+    match ok {
+        ApiOk::Sdk { body } => Ok(protobuf(body)),
+        other => Err(unexpected(what, other)),
+    }
+}
+
 /// `POST /webrtc/connect`: a protobuf `ConnectRequest` with a webrtc token.
 async fn sdk_connect(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -518,13 +545,11 @@ async fn sdk_connect(
     }
     let claims = authorize(&state, &headers, TokenKind::Webrtc)?;
     let request = decode(&body, "ConnectRequest")?;
-    let reply = ask(&state, |reply| Command::SdkConnect {
+    let call = ApiCall::SdkConnect {
         caller: caller(&claims),
         request,
-        reply,
-    })
-    .await??;
-    Ok(protobuf(mediamesh_protocol::Message::encode_to_vec(&reply)))
+    };
+    sdk_reply("connect", dispatch(&state, call, client).await?)
 }
 
 /// `POST /webrtc/{id}/ice-candidate`: no token in this protocol; the
@@ -532,28 +557,29 @@ async fn sdk_connect(
 async fn sdk_ice(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: ClientAddr,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let request = decode(&body, "RemoteIceRequest")?;
-    let reply = ask(&state, |reply| Command::SdkIce { id, request, reply }).await??;
-    Ok(protobuf(mediamesh_protocol::Message::encode_to_vec(&reply)))
+    let call = ApiCall::SdkIce { id, request };
+    sdk_reply("ice-candidate", dispatch(&state, call, client).await?)
 }
 
-/// `POST /webrtc/{id}/restart-ice`: a new offer for a live session.
+/// `POST /webrtc/{id}/restart-ice`: a new offer for a live session, or a
+/// new session on a live node when the old one's node is gone.
 async fn sdk_restart_ice(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: ClientAddr,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let claims = authorize(&state, &headers, TokenKind::Webrtc)?;
     let request = decode(&body, "ConnectRequest")?;
-    let reply = ask(&state, |reply| Command::SdkRestartIce {
+    let call = ApiCall::SdkRestartIce {
         id,
         caller: caller(&claims),
         request,
-        reply,
-    })
-    .await??;
-    Ok(protobuf(mediamesh_protocol::Message::encode_to_vec(&reply)))
+    };
+    sdk_reply("restart-ice", dispatch(&state, call, client).await?)
 }

@@ -10,6 +10,10 @@ use clap::Parser;
 use mediamesh_cluster::{ClusterConfig, NodeRole, TlsFiles};
 use serde::Deserialize;
 
+use crate::geo::{parse_lat_lon, IpNet};
+use crate::worker::LoadConfig;
+use mediamesh_cluster::LoadLimits;
+
 /// The secret used when none is configured. Tokens signed with it are only
 /// as safe as the machine; the server warns when it is in use.
 pub const DEV_SECRET: &str = "mediamesh-insecure-dev-secret";
@@ -110,6 +114,40 @@ pub struct Cli {
     /// process's TCP links close at once) [default: 2000].
     #[arg(long, env = "MEDIAMESH_CLUSTER_LEASE_MS")]
     pub cluster_lease_ms: Option<u64>,
+
+    /// Run as a gateway: serve the public API (tokens, WHIP, WHEP, SDK) and place each new
+    /// session on a media node of the cluster (nearest zone, least loaded); no sessions here
+    /// [default: false].
+    #[arg(long, env = "MEDIAMESH_GATEWAY")]
+    pub gateway: Option<bool>,
+
+    /// Where this node's zone is, "LAT,LON" in degrees (e.g. 50.11,8.68): gateways send
+    /// clients to the nearest zone [default: none].
+    #[arg(long, env = "MEDIAMESH_ZONE_LOCATION")]
+    pub zone_location: Option<String>,
+
+    /// A MaxMind-format GeoIP City database (.mmdb): gateways locate clients by address
+    /// [default: none: clients go to the gateway's own zone first].
+    #[arg(long, env = "MEDIAMESH_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
+
+    /// Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For header
+    /// is believed when locating a client [default: none].
+    #[arg(long, env = "MEDIAMESH_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// This media node takes no new sessions from gateways at this many [default: no limit].
+    #[arg(long, env = "MEDIAMESH_MAX_SESSIONS")]
+    pub max_sessions: Option<u32>,
+
+    /// ... nor at this CPU use of the process, in percent of the whole machine
+    /// [default: no limit].
+    #[arg(long, env = "MEDIAMESH_MAX_CPU")]
+    pub max_cpu: Option<f32>,
+
+    /// ... nor at this media bitrate (received plus sent), in Mbit/s [default: no limit].
+    #[arg(long, env = "MEDIAMESH_MAX_BITRATE_MBPS")]
+    pub max_bitrate_mbps: Option<f64>,
 }
 
 /// The same keys, read from a TOML file.
@@ -133,6 +171,13 @@ struct FileConfig {
     cluster_tls_ca: Option<PathBuf>,
     cluster_lease_ms: Option<u64>,
     cluster_rtt_weights: Option<bool>,
+    gateway: Option<bool>,
+    zone_location: Option<String>,
+    geoip_db: Option<PathBuf>,
+    trusted_proxies: Option<Vec<String>>,
+    max_sessions: Option<u32>,
+    max_cpu: Option<f32>,
+    max_bitrate_mbps: Option<f64>,
 }
 
 /// The settings in force.
@@ -145,6 +190,10 @@ pub struct Config {
     pub app_id: String,
     pub demo_tokens: bool,
     pub cluster: ClusterConfig,
+    /// Gateway role, limits and zone location.
+    pub load: LoadConfig,
+    pub geoip_db: Option<PathBuf>,
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// The host name, made a valid node id (or "node" when there is none).
@@ -269,7 +318,50 @@ impl Config {
             cluster.lease = Duration::from_millis(ms);
         }
         cluster.validate().map_err(|e| e.to_string())?;
+        let location = match cli.zone_location.or(file.zone_location) {
+            Some(s) => Some(parse_lat_lon(&s).map_err(|e| format!("--zone-location {s}: {e}"))?),
+            None => None,
+        };
+        let max_cpu = match cli.max_cpu.or(file.max_cpu) {
+            Some(p) if !(p > 0.0 && p <= 100.0) => {
+                return Err(format!("--max-cpu {p}: a percentage above 0, at most 100"))
+            }
+            p => p.map(|p| p / 100.0),
+        };
+        let max_bitrate = match cli.max_bitrate_mbps.or(file.max_bitrate_mbps) {
+            Some(m) if !(m > 0.0 && m.is_finite()) => {
+                return Err(format!("--max-bitrate-mbps {m}: a positive number"))
+            }
+            m => m.map(|m| (m * 1e6) as u64),
+        };
+        let load = LoadConfig {
+            gateway: cli.gateway.or(file.gateway).unwrap_or(false),
+            limits: LoadLimits {
+                sessions: cli.max_sessions.or(file.max_sessions),
+                cpu: max_cpu,
+                bitrate: max_bitrate,
+            },
+            location,
+        };
+        let proxies = if cli.trusted_proxies.is_empty() {
+            file.trusted_proxies.unwrap_or_default()
+        } else {
+            cli.trusted_proxies
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                p.trim()
+                    .parse::<IpNet>()
+                    .map_err(|e| format!("--trusted-proxies {p}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let geoip_db = cli.geoip_db.or(file.geoip_db);
         Ok(Config {
+            load,
+            geoip_db,
+            trusted_proxies,
             http_listen,
             media_listen,
             public_addr,

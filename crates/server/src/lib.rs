@@ -2,8 +2,13 @@
 //! worker that wires the WebRTC transport to the SFU core.
 
 pub mod api;
+mod call;
 pub mod config;
+mod connid;
+mod dispatch;
+pub mod geo;
 pub mod node;
+mod placement;
 pub mod token;
 pub mod web;
 pub mod worker;

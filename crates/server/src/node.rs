@@ -75,11 +75,18 @@ impl Node {
             config.public_addr.set_port(media_addr.port());
         }
 
+        let geo = match &config.geoip_db {
+            Some(path) => Some(Arc::new(
+                crate::geo::GeoDb::open(path).map_err(|e| e.to_string())?,
+            )),
+            None => None,
+        };
         let identity = DtlsIdentity::generate().map_err(|e| e.to_string())?;
         let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(1024);
         let candidate = config.public_addr;
         let secret = config.secret.clone();
         let cluster_config = config.cluster.clone();
+        let load_config = config.load.clone();
         let (joined_tx, joined_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let media_thread = std::thread::Builder::new()
             .name("media-worker".into())
@@ -103,7 +110,7 @@ impl Node {
                 rt.block_on(async move {
                     let socket = tokio::net::UdpSocket::from_std(udp)
                         .map_err(|e| format!("media socket: {e}"))?;
-                    Worker::new(socket, candidate, identity, secret, cluster)
+                    Worker::new(socket, candidate, identity, secret, cluster, load_config)
                         .run(cmd_rx)
                         .await;
                     Ok::<(), String>(())
@@ -129,11 +136,14 @@ impl Node {
                     config: Arc::new(config),
                     worker: cmd_tx.clone(),
                     draining: draining.clone(),
+                    geo,
                 };
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(http)
                         .map_err(|e| format!("HTTP socket: {e}"))?;
-                    axum::serve(listener, api::router(state))
+                    let app =
+                        api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+                    axum::serve(listener, app)
                         .with_graceful_shutdown(async move {
                             let _ = stop_rx.await;
                             draining.store(true, Ordering::Relaxed);

@@ -8,31 +8,33 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mediamesh_core::{Output, PeerId, ReceiverSource, RoomId, Sfu};
-use mediamesh_webrtc::{
-    is_stun, Demux, DtlsIdentity, Role, SdpFrag, Session, SessionError, SessionEvent, Transmit,
-};
+use mediamesh_core::{Output, PeerId, ReceiverSource, Sfu};
+use mediamesh_webrtc::{is_stun, Demux, DtlsIdentity, Session, SessionEvent, Transmit};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+mod api;
 mod cluster;
+mod load;
 mod mixer;
 mod sdk;
 
+use crate::call::{ApiCall, ApiResult};
 pub use cluster::{NodeView, RoomView};
-use mediamesh_cluster::Cluster;
+use mediamesh_cluster::{CallError, Cluster};
 
+pub use load::LoadConfig;
 pub use sdk::SdkState;
 
 /// Why the worker refused a command; the HTTP layer turns it into a status.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum WorkerError {
     #[error("{0}")]
     BadRequest(String),
     #[error("no such session")]
     NotFound,
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(String),
     #[error("ETag does not match the session's current ICE session")]
     PreconditionFailed,
     #[error("server is shutting down")]
@@ -41,21 +43,14 @@ pub enum WorkerError {
 
 /// Who is asking: the app and room of a verified token, and its peer if it
 /// names one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Caller {
     pub app: String,
     pub room: String,
     pub peer: Option<String>,
 }
 
-#[derive(Debug)]
-pub struct Created {
-    pub id: String,
-    pub answer: String,
-    pub etag: String,
-}
-
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Patched {
     /// Candidates added.
     Trickled,
@@ -69,52 +64,30 @@ pub struct Stats {
     pub rooms: usize,
     pub packets_in: u64,
     pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
     pub send_drops: u64,
 }
 
 pub enum Command {
-    Create {
-        role: Role,
-        caller: Caller,
-        peer: String,
-        offer: String,
-        reply: oneshot::Sender<Result<Created, WorkerError>>,
+    /// A session request (WHIP, WHEP, SDK) for this node.
+    Api {
+        call: ApiCall,
+        reply: oneshot::Sender<ApiResult>,
     },
-    Patch {
-        role: Role,
-        id: String,
-        caller: Caller,
-        if_match: Option<String>,
-        frag: SdpFrag,
-        reply: oneshot::Sender<Result<Patched, WorkerError>>,
+    /// A session request for another node, sent over the cluster.
+    Forward {
+        node: String,
+        call: ApiCall,
+        reply: oneshot::Sender<Result<ApiResult, CallError>>,
     },
-    Delete {
-        role: Role,
-        id: String,
-        caller: Caller,
-        reply: oneshot::Sender<Result<(), WorkerError>>,
+    /// The media nodes to try for a new session, best first (gateways).
+    Place {
+        client: Option<(f64, f64)>,
+        reply: oneshot::Sender<Vec<String>>,
     },
     Stats {
         reply: oneshot::Sender<Stats>,
-    },
-    /// SDK `POST /webrtc/connect`.
-    SdkConnect {
-        caller: Caller,
-        request: mediamesh_protocol::gateway::ConnectRequest,
-        reply: oneshot::Sender<Result<mediamesh_protocol::gateway::ConnectResponse, WorkerError>>,
-    },
-    /// SDK `POST /webrtc/{conn}/ice-candidate`.
-    SdkIce {
-        id: String,
-        request: mediamesh_protocol::gateway::RemoteIceRequest,
-        reply: oneshot::Sender<Result<mediamesh_protocol::gateway::RemoteIceResponse, WorkerError>>,
-    },
-    /// SDK `POST /webrtc/{conn}/restart-ice`.
-    SdkRestartIce {
-        id: String,
-        caller: Caller,
-        request: mediamesh_protocol::gateway::ConnectRequest,
-        reply: oneshot::Sender<Result<mediamesh_protocol::gateway::ConnectResponse, WorkerError>>,
     },
     /// A room as this node sees it (its peers and the other nodes').
     RoomView {
@@ -171,6 +144,7 @@ pub struct Worker {
     stats: Stats,
     cluster: Cluster,
     cluster_state: cluster::ClusterState,
+    load: load::LoadState,
 }
 
 /// How often SDK clients get receiver stats and voice activity.
@@ -185,8 +159,14 @@ impl Worker {
         candidate: SocketAddr,
         identity: DtlsIdentity,
         secret: String,
-        cluster: Cluster,
+        mut cluster: Cluster,
+        load: LoadConfig,
     ) -> Self {
+        if load.gateway {
+            if let Err(e) = cluster.watch_loads() {
+                tracing::error!("cannot follow the media nodes' load: {e}");
+            }
+        }
         Self {
             socket,
             secret,
@@ -205,6 +185,7 @@ impl Worker {
             stats: Stats::default(),
             cluster,
             cluster_state: cluster::ClusterState::default(),
+            load: load::LoadState::new(load),
         }
     }
 
@@ -275,6 +256,7 @@ impl Worker {
 
     fn on_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.stats.packets_in += 1;
+        self.stats.bytes_in += data.len() as u64;
         let Some(key) = self.demux.route(from, data) else {
             tracing::trace!(%from, len = data.len(), "datagram for no session");
             return;
@@ -309,6 +291,7 @@ impl Worker {
             self.next_stats = now + STATS_INTERVAL;
             self.sdk_stats(STATS_INTERVAL);
             self.cluster_heartbeat();
+            self.report_load(now);
         }
         self.process(now);
     }
@@ -337,7 +320,10 @@ impl Worker {
                 demux.learn(t.destination, key);
             }
             match socket.try_send_to(&t.contents, t.destination) {
-                Ok(_) => stats.packets_out += 1,
+                Ok(n) => {
+                    stats.packets_out += 1;
+                    stats.bytes_out += n as u64;
+                }
                 Err(_) => stats.send_drops += 1,
             }
         });
@@ -526,73 +512,20 @@ impl Worker {
     fn on_command(&mut self, cmd: Command) -> Option<oneshot::Sender<()>> {
         let now = Instant::now();
         match cmd {
-            Command::Create {
-                role,
-                caller,
-                peer,
-                offer,
-                reply,
-            } => {
-                let r = self.create(role, caller, peer, &offer, now);
+            Command::Api { call, reply } => {
+                let r = self.serve(call, now);
                 self.process(now);
                 let _ = reply.send(r);
             }
-            Command::Patch {
-                role,
-                id,
-                caller,
-                if_match,
-                frag,
-                reply,
-            } => {
-                let r = self.patch(role, &id, &caller, if_match.as_deref(), &frag);
-                self.process(now);
-                let _ = reply.send(r);
-            }
-            Command::Delete {
-                role,
-                id,
-                caller,
-                reply,
-            } => {
-                let r = self.find(role, &id, &caller).map(|key| {
-                    if let Some(conn) = self.conns.get_mut(&key) {
-                        conn.session.close();
-                    }
-                    self.mark(key);
-                });
-                self.process(now);
-                let _ = reply.send(r);
+            Command::Forward { node, call, reply } => self.forward(&node, &call, reply),
+            Command::Place { client, reply } => {
+                let _ = reply.send(self.place(client, now));
             }
             Command::Stats { reply } => {
                 let mut s = self.stats;
                 s.sessions = self.conns.len();
                 s.rooms = self.sfu.room_count();
                 let _ = reply.send(s);
-            }
-            Command::SdkConnect {
-                caller,
-                request,
-                reply,
-            } => {
-                let r = self.sdk_connect(caller, request, now);
-                self.process(now);
-                let _ = reply.send(r);
-            }
-            Command::SdkIce { id, request, reply } => {
-                let r = self.sdk_ice(&id, request);
-                self.process(now);
-                let _ = reply.send(r);
-            }
-            Command::SdkRestartIce {
-                id,
-                caller,
-                request,
-                reply,
-            } => {
-                let r = self.sdk_restart_ice(&id, &caller, request);
-                self.process(now);
-                let _ = reply.send(r);
             }
             Command::RoomView { app, room, reply } => self.serve_room_view(&app, &room, reply),
             Command::NodeView { reply } => {
@@ -601,125 +534,6 @@ impl Worker {
             Command::Shutdown { reply } => return Some(reply),
         }
         None
-    }
-
-    fn create(
-        &mut self,
-        role: Role,
-        caller: Caller,
-        peer_name: String,
-        offer: &str,
-        now: Instant,
-    ) -> Result<Created, WorkerError> {
-        if self.draining {
-            return Err(WorkerError::Unavailable);
-        }
-        // Every way an offer can fail is the client's to fix.
-        let (session, answer) =
-            Session::accept(role, offer, self.candidate, &self.identity, now)
-                .map_err(|e: SessionError| WorkerError::BadRequest(e.to_string()))?;
-        let peer = self
-            .sfu
-            .add_peer(RoomId::new(&caller.app, &caller.room), &peer_name);
-        let answer_etag = format!("\"{}\"", session.local_ufrag());
-        let key = self.insert_conn(session, Some(peer), &caller, peer_name, None);
-        let id = self
-            .conns
-            .get(&key)
-            .map(|c| c.id.clone())
-            .unwrap_or_default();
-        Ok(Created {
-            id,
-            answer,
-            etag: answer_etag,
-        })
-    }
-
-    /// Registers a new connection: an unguessable id, its ICE ufrag with the
-    /// demux, its core peer if it has one.
-    fn insert_conn(
-        &mut self,
-        session: Session,
-        peer: Option<PeerId>,
-        caller: &Caller,
-        peer_name: String,
-        sdk: Option<SdkState>,
-    ) -> Key {
-        self.next_key += 1;
-        let key = self.next_key;
-        let id = format!("{:032x}", rand::random::<u128>());
-        let etag = format!("\"{}\"", session.local_ufrag());
-        self.demux.add_ufrag(session.local_ufrag(), key);
-        self.by_id.insert(id.clone(), key);
-        if let Some(peer) = peer {
-            self.by_peer.insert(peer, key);
-        }
-        tracing::info!(session = %id, room = %caller.room, peer = %peer_name, role = ?session.role(), "session created");
-        self.conns.insert(
-            key,
-            Conn {
-                id,
-                session,
-                peer,
-                app: caller.app.clone(),
-                room: caller.room.clone(),
-                peer_name,
-                etag,
-                sdk,
-                close_at: None,
-                dirty: false,
-            },
-        );
-        // The answer's m-lines are waiting as events: bind them now.
-        self.mark(key);
-        key
-    }
-
-    fn find(&self, role: Role, id: &str, caller: &Caller) -> Result<Key, WorkerError> {
-        let key = *self.by_id.get(id).ok_or(WorkerError::NotFound)?;
-        let conn = self.conns.get(&key).ok_or(WorkerError::NotFound)?;
-        if conn.session.role() != role {
-            return Err(WorkerError::NotFound);
-        }
-        let same_peer = caller.peer.as_ref().is_none_or(|p| *p == conn.peer_name);
-        if conn.app != caller.app || conn.room != caller.room || !same_peer {
-            return Err(WorkerError::Forbidden(
-                "the token is for another room or peer than this session",
-            ));
-        }
-        Ok(key)
-    }
-
-    fn patch(
-        &mut self,
-        role: Role,
-        id: &str,
-        caller: &Caller,
-        if_match: Option<&str>,
-        frag: &SdpFrag,
-    ) -> Result<Patched, WorkerError> {
-        let key = self.find(role, id, caller)?;
-        let conn = self.conns.get_mut(&key).ok_or(WorkerError::NotFound)?;
-        if let Some(tag) = if_match {
-            if tag != "*" && tag != conn.etag {
-                return Err(WorkerError::PreconditionFailed);
-            }
-        }
-        let restarted = conn
-            .session
-            .apply_sdpfrag(frag)
-            .map_err(|e| WorkerError::BadRequest(e.to_string()))?;
-        queue(&mut self.dirty, key, conn);
-        match restarted {
-            None => Ok(Patched::Trickled),
-            Some(creds) => {
-                conn.etag = format!("\"{}\"", creds.ufrag);
-                let frag = conn.session.restart_answer(&creds);
-                let etag = conn.etag.clone();
-                self.demux.add_ufrag(&creds.ufrag, key);
-                Ok(Patched::Restarted { frag, etag })
-            }
-        }
     }
 
     async fn shutdown(&mut self) {

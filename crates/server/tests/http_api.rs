@@ -33,7 +33,17 @@ async fn app() -> Router {
     let cluster = std::thread::spawn(move || Cluster::join(&joining, 1).unwrap())
         .join()
         .unwrap();
-    tokio::spawn(Worker::new(socket, addr, identity, SECRET.into(), cluster).run(rx));
+    tokio::spawn(
+        Worker::new(
+            socket,
+            addr,
+            identity,
+            SECRET.into(),
+            cluster,
+            Default::default(),
+        )
+        .run(rx),
+    );
     let config = Config {
         http_listen: "127.0.0.1:0".parse().unwrap(),
         media_listen: addr,
@@ -42,11 +52,15 @@ async fn app() -> Router {
         app_id: "app".into(),
         demo_tokens: false,
         cluster: cluster_config,
+        load: Default::default(),
+        geoip_db: None,
+        trusted_proxies: Vec::new(),
     };
     api::router(AppState {
         config: Arc::new(config),
         worker: tx,
         draining: Arc::new(AtomicBool::new(false)),
+        geo: None,
     })
 }
 

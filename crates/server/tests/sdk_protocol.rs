@@ -28,6 +28,9 @@ fn node() -> Node {
         app_id: "app".into(),
         demo_tokens: false,
         cluster: mediamesh::cluster::ClusterConfig::standalone("sdk-protocol-test"),
+        load: Default::default(),
+        geoip_db: None,
+        trusted_proxies: Vec::new(),
     })
     .unwrap()
 }
@@ -153,7 +156,13 @@ impl Client {
             return Err(status);
         }
         let reply = gateway::ConnectResponse::decode(body.as_slice()).unwrap();
-        assert_eq!(reply.conn_id.len(), 32);
+        // `{node}.{worker}.{32 hex}`: the node that holds the session.
+        let (node, nonce) = reply
+            .conn_id
+            .rsplit_once('.')
+            .and_then(|(rest, nonce)| Some((rest.rsplit_once('.')?.0, nonce)))
+            .unwrap();
+        assert_eq!((node, nonce.len()), ("sdk-protocol-test", 32));
         let answer = SdpAnswer::from_sdp_string(&reply.sdp).unwrap();
         rtc.sdp_api().accept_answer(pending, answer).unwrap();
         let mut c = Client {

@@ -101,7 +101,8 @@ export function roomSummary(view) {
 export const peersOn = (view, id) => (view?.peers || []).filter((p) => p.node === id);
 
 /**
- * Nodes described by `specs` ([{id, host, listen: bool, connect: [ids], clusterSecret?}],
+ * Nodes described by `specs` ([{id, host, listen: bool, connect: [ids], clusterSecret?, zone?,
+ * role?, extra?: [more flags]}],
  * started in that order; a node connects to the listen endpoint of each id in `connect`).
  * All share one app secret; all but those given their own `clusterSecret` share one cluster secret.
  */
@@ -133,7 +134,7 @@ export class Cluster {
       this.nodes[s.id] = new ClusterNode(`${this.name}-${s.id}`, {
         id: s.id, host: s.host, secret: this.secret, listen, connect,
         clusterSecret: s.clusterSecret !== undefined ? s.clusterSecret : this.clusterSecret,
-        role: s.role ?? null, zone: s.zone ?? null,
+        role: s.role ?? null, zone: s.zone ?? null, extraArgs: s.extra || [],
       });
     }
   }

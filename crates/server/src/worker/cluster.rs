@@ -77,7 +77,19 @@ pub struct NodeView {
     pub zone: String,
     pub sessions: usize,
     pub rooms: usize,
+    /// Places sessions on media nodes rather than hosting them.
+    pub gateway: bool,
     pub cluster: ClusterView,
+    /// Gateways: the media nodes' latest load reports, by node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loads: Option<std::collections::BTreeMap<String, LoadView>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadView {
+    pub zone: String,
+    #[serde(flatten)]
+    pub load: mediamesh_cluster::NodeLoad,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -243,6 +255,7 @@ impl Worker {
     /// Something arrived from the cluster.
     pub(super) fn on_cluster_event(&mut self, e: ClusterEvent, now: Instant) {
         match e {
+            ClusterEvent::Call(call) => self.serve_call(call, now),
             ClusterEvent::Media {
                 channel,
                 stream,
@@ -582,6 +595,22 @@ impl Worker {
             zone: self.cluster.zone().to_owned(),
             sessions: self.conns.len(),
             rooms: self.sfu.room_count(),
+            gateway: self.load.config().gateway,
+            loads: self.load.config().gateway.then(|| {
+                self.cluster
+                    .loads(std::time::Instant::now())
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            r.node,
+                            LoadView {
+                                zone: r.zone,
+                                load: r.load,
+                            },
+                        )
+                    })
+                    .collect()
+            }),
             cluster: ClusterView {
                 nodes,
                 link_weights: self.cluster.link_weights().clone(),

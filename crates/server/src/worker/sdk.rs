@@ -1111,7 +1111,7 @@ fn check_join(caller: &Caller, join: &proto::RoomJoin) -> Result<(), WorkerError
     let same_peer = caller.peer.as_ref().is_none_or(|p| *p == join.peer);
     if caller.room != join.room || !same_peer {
         return Err(WorkerError::Forbidden(
-            "the token is for another room or peer than the join",
+            "the token is for another room or peer than the join".into(),
         ));
     }
     Ok(())
