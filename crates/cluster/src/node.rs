@@ -173,6 +173,9 @@ pub struct Counters {
     pub packets_out: AtomicU64,
     /// Packets received from subscribed channels.
     pub packets_in: AtomicU64,
+    /// Media bytes (encoded, as on the link) put and received.
+    pub bytes_out: AtomicU64,
+    pub bytes_in: AtomicU64,
     /// Packets received but not decodable, or dropped because the worker
     /// queue was full.
     pub packets_dropped: AtomicU64,
@@ -182,6 +185,8 @@ pub struct Counters {
 pub struct CountersSnapshot {
     pub packets_out: u64,
     pub packets_in: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
     pub packets_dropped: u64,
     pub channels_out: usize,
     pub channels_in: usize,
@@ -523,6 +528,8 @@ impl Cluster {
         CountersSnapshot {
             packets_out: self.counters.packets_out.load(Ordering::Relaxed),
             packets_in: self.counters.packets_in.load(Ordering::Relaxed),
+            bytes_out: self.counters.bytes_out.load(Ordering::Relaxed),
+            bytes_in: self.counters.bytes_in.load(Ordering::Relaxed),
             packets_dropped: self.counters.packets_dropped.load(Ordering::Relaxed),
             channels_out: self.out.len(),
             channels_in: self.ins.len(),
@@ -1160,9 +1167,12 @@ impl Cluster {
         if !c.matching.load(Ordering::Relaxed) {
             return;
         }
-        match c.publisher.put(wire::encode_media(stream, packet)).wait() {
+        let bytes = wire::encode_media(stream, packet);
+        let len = bytes.len() as u64;
+        match c.publisher.put(bytes).wait() {
             Ok(()) => {
                 self.counters.packets_out.fetch_add(1, Ordering::Relaxed);
+                self.counters.bytes_out.fetch_add(len, Ordering::Relaxed);
             }
             Err(e) => tracing::debug!(%e, channel, "cluster media put failed"),
         }
@@ -1187,6 +1197,9 @@ impl Cluster {
                 match wire::decode_media(&bytes, Instant::now()) {
                     Ok((stream, packet)) => {
                         counters.packets_in.fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .bytes_in
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         let e = ClusterEvent::Media {
                             channel: id.clone(),
                             stream,

@@ -230,19 +230,24 @@ export async function withCluster(chromium, name, specs, fn, { formed = true } =
 
 /**
  * Publishes the fake camera and microphone from harness `page` by WHIP to `node`
- * (session `name`, peer `peer`) and waits until video packets leave Chromium.
+ * (session `name`, peer `peer`) and waits until video packets leave Chromium. Returns
+ * {resourceURL, etag}.
  */
 export async function whipPublish(page, node, { name, room, peer, width = 320, height = 240, tokenFrom = node, context = async () => '' }) {
   const token = await tokenFrom.token('whip', room, peer);
-  await page.evaluate((o) => window.mm.publish(o), { name, endpoint: `${node.base}/whip/endpoint`, token, width, height })
+  const res = await page.evaluate((o) => window.mm.publish(o), { name, endpoint: `${node.base}/whip/endpoint`, token, width, height })
     .catch(async (e) => { throw new Error(`${page.label}/${name}: WHIP publish to node ${node.id} (${node.base}) failed: ${e.message}` + await sessionContext(page, name, { sdp: true }) + await context()); });
   await waitFor(`${page.label}/${name}: WHIP publisher on node ${node.id} connected and sending video`, () => statsOf(page, name),
     (s) => s?.conn === 'connected' && s.outVideo?.packetsSent > 20, { context: async () => (await sessionContext(page, name)) + (await context()) });
+  return res;
 }
 
-/** Plays `room` on `node` by WHEP from harness `page` (session `name`, whip-whep's WHEPClient by default). */
+/**
+ * Plays `room` on `node` by WHEP from harness `page` (session `name`, whip-whep's WHEPClient
+ * by default). Returns {resourceURL}.
+ */
 export async function whepView(page, node, { name, room, peer, mode = 'library', tokenFrom = node, context = async () => '' }) {
   const token = await tokenFrom.token('whep', room, peer);
-  await page.evaluate((o) => window.mm.view(o), { name, endpoint: `${node.base}/whep/endpoint`, token, mode })
+  return page.evaluate((o) => window.mm.view(o), { name, endpoint: `${node.base}/whep/endpoint`, token, mode })
     .catch(async (e) => { throw new Error(`${page.label}/${name}: WHEP view on node ${node.id} (${node.base}) failed: ${e.message}` + await sessionContext(page, name, { sdp: true }) + await context()); });
 }

@@ -14,9 +14,9 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { useChromium } from '../lib/fixtures.js';
-import { waitFor } from '../lib/media.js';
+import { waitFor, expectFlowing } from '../lib/media.js';
 import { ensureOurBundle, openOurPage, mmContext, mmStats, expectSubReceiving } from '../lib/mediamesh-sdk.js';
-import { withCluster, peersOn } from '../lib/cluster.js';
+import { withCluster, peersOn, whipPublish, whepView } from '../lib/cluster.js';
 
 const chromium = useChromium({ pages: true });
 before(() => { ensureOurBundle(); });
@@ -79,4 +79,50 @@ test('gateway (1): kill -9 of the media node holding an SDK session: the SDK res
   assert.deepEqual(peersOn(view, survivor).map((p) => p.peer).sort(), ['alice', 'bob'], `room on ${survivor}: ${JSON.stringify(view)}`);
   assert.ok(bobResumed <= RESUME_BOUND_MS + 1000, `bob decoded alice again ${bobResumed} ms after alice noticed (bound ${RESUME_BOUND_MS} ms + 1 s for 10 frames)`);
   assert.ok(aliceResumed <= RESUME_BOUND_MS + 1000, `alice decoded bob again ${aliceResumed} ms after she noticed`);
+}));
+
+test('gateway (2): a node at its --max-sessions gets no new sessions; gateways are equal: kill -9 of one leaves the sessions placed through it playing, and another routes their DELETE', { timeout: 240000 }, () => withCluster(chromium, 'gateway-load', [
+  // a listens; everyone links to it, so no gateway is a cut vertex.
+  { id: 'a', host: '127.0.0.2', listen: true, extra: ['--max-sessions', '1'] },
+  { id: 'b', host: '127.0.0.3', connect: ['a'] },
+  { id: 'g1', host: '127.0.0.1', connect: ['a'], extra: ['--gateway', 'true'] },
+  { id: 'g2', host: '127.0.0.4', connect: ['a'], extra: ['--gateway', 'true'] },
+], async (cluster, open) => {
+  const [g1, g2, a, b] = ['g1', 'g2', 'a', 'b'].map((id) => cluster.node(id));
+  const room = 'room-load';
+  const all = async () => cluster.context();
+  for (const g of [g1, g2]) {
+    await waitFor(`gateway ${g.id} to have the load reports of a and b`, () => g.info(),
+      (i) => i.gateway && Object.keys(i.loads || {}).sort().join() === 'a,b', { context: all });
+  }
+  const pub = await open.harness('publisher');
+  const viewers = await open.harness('viewers');
+  // Both idle: the tie goes to a (by name), which is then at its limit of one session.
+  const published = await whipPublish(pub, g1, { name: 'pub', room, peer: 'cam', context: all });
+  assert.equal(nodeOfConn(published.resourceURL.split('/').pop()), 'a', `publisher placed on a: ${published.resourceURL}`);
+  await waitFor('a to report 1 session (its limit)', () => g2.info(), (i) => i.loads?.a?.sessions === 1, { context: all });
+  // Three viewers through both gateways: all on b (a is full), all decode.
+  const views = {};
+  for (const [name, g] of [['v1', g1], ['v2', g1], ['v3', g2]]) {
+    views[name] = await whepView(viewers, g, { name, room, context: all });
+    assert.equal(nodeOfConn(views[name].resourceURL.split('/').pop()), 'b', `${name} via ${g.id} placed on b: ${views[name].resourceURL}`);
+  }
+  for (const name of Object.keys(views)) await expectFlowing(viewers, name, { context: all });
+  assert.equal((await a.info()).sessions, 1, 'a stays at its one session');
+  assert.equal((await b.info()).sessions, 3, 'b has the three viewers');
+
+  // Gateway g1 dies: the media of the sessions it placed does not go through it.
+  await g1.kill();
+  for (const name of ['v1', 'v2', 'v3']) await expectFlowing(viewers, name, { what: 'after g1 died', context: all });
+  // g2 routes a DELETE of a session placed through g1: its id names node b.
+  const path = new URL(views.v1.resourceURL).pathname;
+  const token = await g2.token('whep', room);
+  const r = await fetch(`${g2.base}${path}`, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(r.status, 200, `DELETE ${path} via g2: ${r.status} ${await r.text()}`);
+  await waitFor('b to end the deleted session (2 left)', () => b.info(), (i) => i.sessions === 2, { context: all });
+  // An id naming no live node: 404, not a hang.
+  const gone = await fetch(`${g2.base}/whep/conn/nowhere.0.0123456789abcdef0123456789abcdef`, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(gone.status, 404, `DELETE of a session on an unknown node: ${gone.status}`);
+  const junk = await fetch(`${g2.base}/whep/conn/not-an-id`, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(junk.status, 404);
 }));
