@@ -84,8 +84,9 @@ mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd)
 for node in "${NODES[@]}"; do
   pidf=$STATE/$node.pid
-  if [[ -s "$pidf" ]] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
-    die "node $node is already running (pid $(cat "$pidf")): $HERE/stop.sh first (state dir $STATE)"
+  if [[ -s "$pidf" ]] && kill -0 "$(cat "$pidf")" 2>/dev/null \
+      && tr '\0' ' ' <"/proc/$(cat "$pidf")/cmdline" 2>/dev/null | grep -q -- "--node-id $node "; then
+    die "node $node is already running (pid $(cat "$pidf")): $HERE/stop.sh${MULTI_ZONE_STATE_DIR:+ $STATE} first"
   fi
   rm -f "$pidf" "$STATE/$node.log"
 done
@@ -139,8 +140,11 @@ node_args() {
       # The link between the zones: ap's gateway dials eu's.
       [[ "$node" == ap-gw ]] && ARGS+=(--cluster-connect "$EU_LINK")
       ;;
-    eu-*) ARGS+=(--cluster-role peer --cluster-connect "$EU_LINK") ;;
-    ap-*) ARGS+=(--cluster-role peer --cluster-connect "$AP_LINK") ;;
+    # Media nodes link to their zone's gateway. They are routers too: zenoh does not
+    # relay between two peers of one router (they would need links of their own), so
+    # with --cluster-role peer the media nodes of a zone would not see each other.
+    eu-*) ARGS+=(--cluster-role router --cluster-connect "$EU_LINK") ;;
+    ap-*) ARGS+=(--cluster-role router --cluster-connect "$AP_LINK") ;;
   esac
   if $DEMO; then ARGS+=(--demo-tokens true); fi
   return 0
@@ -183,18 +187,20 @@ STARTED=true
 for node in "${NODES[@]}"; do launch "$node"; done
 
 # --- wait until the cluster is formed -------------------------------------------
-# What a gateway's GET /api/node says, as "NODES LOADS" (counts), parsed with sed:
+# What a node's GET /api/node says, as "NODES LOADS" (counts), parsed with sed:
 # {"node":..,"cluster":{"nodes":["ap-gw",..],..},"loads":{"ap-m1":{"zone":..,..},..}}
-gateway_status() {
+node_status() {
   local json nodes loads
-  json=$(curl -fsS --max-time 2 -H "Authorization: Bearer $SECRET" "http://$1:$HTTP_PORT/api/node" 2>/dev/null) \
-    || { echo "0 0"; return; }
+  json=$(curl -fsS --max-time 2 -H "Authorization: Bearer $SECRET" "http://${ADDR[$1]}:$HTTP_PORT/api/node" 2>/dev/null) \
+    || { echo "? ?"; return; }
   nodes=$(sed -n 's/.*"nodes":\[\([^]]*\)\].*/\1/p' <<<"$json" | tr ',' '\n' | grep -c '"' || true)
   # Every load report carries "draining"; nothing else in the answer does.
   loads=$(grep -o '"draining":' <<<"$json" | wc -l | tr -d ' ')
   echo "${nodes:-0} ${loads:-0}"
 }
 
+# Ready: every node sees all 6, and every gateway has the load reports of the 4
+# media nodes (which it places sessions by).
 deadline=$((SECONDS + WAIT_S))
 declare -A STATUS
 while :; do
@@ -207,14 +213,27 @@ while :; do
     fi
   done
   ready=true
-  for gw in eu-gw ap-gw; do
-    STATUS[$gw]=$(gateway_status "${ADDR[$gw]}")
-    [[ "${STATUS[$gw]}" == "6 4" ]] || ready=false
+  for node in "${NODES[@]}"; do
+    STATUS[$node]=$(node_status "$node")
+    case "$node" in
+      *-gw) [[ "${STATUS[$node]}" == "6 4" ]] || ready=false ;;
+      *) [[ "${STATUS[$node]% *}" == 6 ]] || ready=false ;;
+    esac
   done
   $ready && break
   if ((SECONDS >= deadline)); then
-    echo "run.sh: the cluster did not form within ${WAIT_S} s: every gateway should see 6 nodes and 4 load reports;" \
-      "eu-gw sees ${STATUS[eu-gw]% *} nodes and ${STATUS[eu-gw]#* } loads, ap-gw ${STATUS[ap-gw]% *} nodes and ${STATUS[ap-gw]#* } loads" >&2
+    {
+      echo "run.sh: the cluster did not form within ${WAIT_S} s (every node should see 6 nodes, every gateway 4 load reports):"
+      for node in "${NODES[@]}"; do
+        if [[ "${STATUS[$node]}" == "? ?" ]]; then
+          echo "    $node does not answer GET /api/node"
+        elif [[ "$node" == *-gw ]]; then
+          echo "    $node sees ${STATUS[$node]% *} nodes and ${STATUS[$node]#* } load reports"
+        else
+          echo "    $node sees ${STATUS[$node]% *} nodes"
+        fi
+      done
+    } >&2
     log_tails
     exit 1
   fi
@@ -231,7 +250,7 @@ AP=http://${ADDR[ap-gw]}:$HTTP_PORT
 } >"$STATE/env"
 
 cat <<EOF
-MediaMesh multi-zone cluster is up (6 nodes, every gateway has 4 load reports).
+MediaMesh multi-zone cluster is up: 6 nodes see each other, both gateways have the load reports of the 4 media nodes.
 
   zone eu (Frankfurt):  gateway $EU    media http://${ADDR[eu-m1]}:$HTTP_PORT, http://${ADDR[eu-m2]}:$HTTP_PORT
   zone ap (Singapore):  gateway $AP    media http://${ADDR[ap-m1]}:$HTTP_PORT, http://${ADDR[ap-m2]}:$HTTP_PORT

@@ -6,7 +6,8 @@
 //      node: alice's SDK notices (connection "reconnecting"), restarts ICE through g, g
 //      sees the node gone and connects her on the live node with the same peer, tracks
 //      and subscriptions (new connection id). Asserted: within 5 s of alice's SDK
-//      noticing, bob decodes alice's video again (same peer id) and alice decodes bob's.
+//      noticing, bob decodes alice's video again (same peer id) and alice decodes bob's;
+//      a WHEP player arriving after the death is placed on the live node.
 //  (2) load placement and gateways are many and equal: with node a at its
 //      --max-sessions, new WHEP viewers through either gateway go to b; kill -9 of
 //      gateway g1 leaves the media of the sessions placed through it flowing, and g2
@@ -79,6 +80,12 @@ test('gateway (1): kill -9 of the media node holding an SDK session: the SDK res
   assert.deepEqual(peersOn(view, survivor).map((p) => p.peer).sort(), ['alice', 'bob'], `room on ${survivor}: ${JSON.stringify(view)}`);
   assert.ok(bobResumed <= RESUME_BOUND_MS + 1000, `bob decoded alice again ${bobResumed} ms after alice noticed (bound ${RESUME_BOUND_MS} ms + 1 s for 10 frames)`);
   assert.ok(aliceResumed <= RESUME_BOUND_MS + 1000, `alice decoded bob again ${aliceResumed} ms after she noticed`);
+
+  // A WHEP player arriving now is placed on the live node too, and plays alice.
+  const player = await open.harness('player');
+  const v = await whepView(player, g, { name: 'w', room, context: all });
+  assert.equal(nodeOfConn(v.resourceURL.split('/').pop()), survivor, `WHEP viewer placed on the live node: ${v.resourceURL}`);
+  await expectFlowing(player, 'w', { context: all });
 }));
 
 test('gateway (2): a node at its --max-sessions gets no new sessions; gateways are equal: kill -9 of one leaves the sessions placed through it playing, and another routes their DELETE', { timeout: 240000 }, () => withCluster(chromium, 'gateway-load', [
