@@ -20,8 +20,9 @@
 #   MULTI_ZONE_GEOIP          auto: a small test database when tests/e2e/.venv exists;
 #                             off; or the path of a GeoIP City .mmdb file [auto]
 #   MULTI_ZONE_WAIT_S         how long to wait for the cluster to form [30]
-# Every other MEDIAMESH_* variable is cleared for the nodes: the flags below say
-# everything they run with.
+#   MULTI_ZONE_MEDIA_ARGS     more flags for every media node, e.g. "--max-sessions 2"
+# Every other MEDIAMESH_* variable is cleared for the nodes: the script's flags are
+# all they run with.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,7 +34,7 @@ DEMO=false
 for arg in "$@"; do
   case "$arg" in
     --demo) DEMO=true ;;
-    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$arg' (try --help)" ;;
   esac
 done
@@ -59,6 +60,7 @@ MEDIA_PORT=${MULTI_ZONE_MEDIA_PORT:-3001}
 CLUSTER_PORT=${MULTI_ZONE_CLUSTER_PORT:-7447}
 GEOIP=${MULTI_ZONE_GEOIP:-auto}
 WAIT_S=${MULTI_ZONE_WAIT_S:-30}
+read -r -a MEDIA_ARGS <<<"${MULTI_ZONE_MEDIA_ARGS:-}"
 for n in "$HTTP_PORT" "$MEDIA_PORT" "$CLUSTER_PORT" "$WAIT_S"; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "'$n' is not a number"
 done
@@ -80,7 +82,7 @@ while read -r var; do unset "$var"; done < <(compgen -e | grep '^MEDIAMESH_' || 
 
 # --- state directory ----------------------------------------------------------
 NODES=(eu-gw eu-m1 eu-m2 ap-gw ap-m1 ap-m2)
-mkdir -p "$STATE"
+if [[ ! -d "$STATE" ]]; then mkdir -p "$(dirname "$STATE")" && mkdir -m 700 "$STATE"; fi
 STATE=$(cd "$STATE" && pwd)
 for node in "${NODES[@]}"; do
   pidf=$STATE/$node.pid
@@ -92,8 +94,7 @@ for node in "${NODES[@]}"; do
 done
 # Each node writes its cluster credential file to its temp dir (named after the
 # node id): one of our own keeps it apart from other clusters on this machine.
-mkdir -p "$STATE/tmp"
-chmod 700 "$STATE" "$STATE/tmp"
+[[ -d "$STATE/tmp" ]] || mkdir -m 700 "$STATE/tmp"
 umask 077
 printf '%s\n' "$SECRET" >"$STATE/secret"
 printf '%s\n' "$CLUSTER_SECRET" >"$STATE/cluster-secret"
@@ -120,7 +121,7 @@ esac
 # --- topology -----------------------------------------------------------------
 declare -A ADDR=([eu-gw]=127.0.0.11 [eu-m1]=127.0.0.12 [eu-m2]=127.0.0.13
                  [ap-gw]=127.0.0.21 [ap-m1]=127.0.0.22 [ap-m2]=127.0.0.23)
-declare -A LOCATION=([eu]=50.11,8.68 [ap]=1.35,103.82)   # Frankfurt, Singapore
+declare -A LOCATION=([eu]="50.11,8.68" [ap]="1.35,103.82")   # Frankfurt, Singapore
 EU_LINK=tcp/${ADDR[eu-gw]}:$CLUSTER_PORT
 AP_LINK=tcp/${ADDR[ap-gw]}:$CLUSTER_PORT
 
@@ -146,6 +147,7 @@ node_args() {
     eu-*) ARGS+=(--cluster-role router --cluster-connect "$EU_LINK") ;;
     ap-*) ARGS+=(--cluster-role router --cluster-connect "$AP_LINK") ;;
   esac
+  [[ "$node" == *-gw ]] || ARGS+=(${MEDIA_ARGS[@]+"${MEDIA_ARGS[@]}"})
   if $DEMO; then ARGS+=(--demo-tokens true); fi
   return 0
 }
@@ -158,6 +160,9 @@ launch() {
   local node=$1
   node_args "$node"
   echo "$BIN ${ARGS[*]}" >"$STATE/$node.cmd"
+  # The inner sh writes its own pid (which exec hands to the node), whether or not
+  # setsid had to fork.
+  # shellcheck disable=SC2016
   MEDIAMESH_SECRET=$SECRET MEDIAMESH_CLUSTER_SECRET=$CLUSTER_SECRET TMPDIR=$STATE/tmp \
     "${DETACH[@]}" sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
     "$STATE/$node.pid" "$BIN" "${ARGS[@]}" </dev/null >"$STATE/$node.log" 2>&1 &
@@ -202,7 +207,7 @@ node_status() {
 # Ready: every node sees all 6, and every gateway has the load reports of the 4
 # media nodes (which it places sessions by).
 deadline=$((SECONDS + WAIT_S))
-declare -A STATUS
+declare -A STATUS=()
 while :; do
   for node in "${NODES[@]}"; do
     pidf=$STATE/$node.pid
@@ -261,7 +266,7 @@ MediaMesh multi-zone cluster is up: 6 nodes see each other, both gateways have t
   cluster view: curl -H 'Authorization: Bearer $SECRET' $EU/api/node
 EOF
 if $DEMO; then
-  echo "  tokens:       the demo pages fetch their own (--demo: development secret, demo tokens on)"
+  echo "  tokens:       the demo pages fetch their own (--demo: GET /demo/token/* is on)"
 else
   echo "  tokens:       curl -X POST $EU/token/whep -H 'Authorization: Bearer $SECRET' -d '{\"room\":\"demo\",\"ttl\":3600}'"
 fi

@@ -37,7 +37,7 @@ live_pid() {
   echo "$pid"
 }
 
-declare -A PID
+declare -A PID=()
 for node in "${NODES[@]}"; do
   pid=$(live_pid "$node")
   if [[ -n "$pid" ]]; then

@@ -80,7 +80,7 @@ impl KeyframeRequests {
 
 /// Simulcast streams a track's requests are kept apart for; a higher index
 /// (never sent by browsers) is treated as "any stream".
-const MAX_STREAMS: usize = 4;
+pub const MAX_STREAMS: usize = 4;
 
 /// Keyframe requests of one published track, aggregated per simulcast stream:
 /// a subscriber waiting to switch to stream 2 is answered by a keyframe of

@@ -6,6 +6,7 @@
 //! [`Sfu`] and turns [`Output`]s back into its protocol.
 
 pub mod codec;
+pub mod gop;
 pub mod ids;
 pub mod keyframe;
 pub mod layers;

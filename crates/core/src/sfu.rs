@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::gop::{GopCache, GOP_CACHE_MAX_BYTES};
 use crate::keyframe::TrackKeyframes;
 use crate::layers::alloc::{Allocation, LayerLimits};
 use crate::layers::av1_dd::DdParser;
@@ -151,6 +152,8 @@ struct Track {
     dd: Option<DdParser>,
     /// The bitrate cap last told to the publisher.
     cap: feedback::CapState,
+    /// The last GOP, for tracks whose publisher takes no keyframe requests.
+    gop: Option<GopCache>,
 }
 
 #[derive(Debug)]
@@ -329,6 +332,20 @@ impl Sfu {
     /// A peer starts publishing a track named `name`. Receivers of the room
     /// waiting for it attach: those that want exactly this {peer, track},
     /// and idle ones that follow the room for this kind.
+    /// Keeps the last group of pictures of a video track whose publisher
+    /// cannot be asked for keyframes (RTMP): receivers that start on it
+    /// get it at once.
+    pub fn cache_gop(&mut self, track: TrackId) -> Result<(), SfuError> {
+        let t = self
+            .tracks
+            .get_mut(&track)
+            .ok_or(SfuError::UnknownTrack(track))?;
+        if t.kind == MediaKind::Video && t.gop.is_none() {
+            t.gop = Some(GopCache::new(GOP_CACHE_MAX_BYTES));
+        }
+        Ok(())
+    }
+
     pub fn publish_track(
         &mut self,
         peer: PeerId,
@@ -361,6 +378,7 @@ impl Sfu {
                 dd: None,
                 cap: feedback::CapState::default(),
                 remote_watch_until: None,
+                gop: None,
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -526,6 +544,7 @@ impl Sfu {
         if let Some(track) = r.source {
             self.set_state(receiver, ReceiverState::Waiting);
             self.want_keyframe(track, now);
+            self.replay_gop(track, receiver);
         }
         Ok(())
     }
@@ -608,6 +627,7 @@ impl Sfu {
         if !paused {
             self.set_state(receiver, ReceiverState::Waiting);
             self.want_keyframe(track, now);
+            self.replay_gop(track, receiver);
         }
     }
 
@@ -749,6 +769,83 @@ mod tests {
         sfu.on_media(t, 0, pkt(Codec::Opus, 2, 960, true, t0))
             .unwrap();
         assert_eq!(live(&mut sfu), 1);
+    }
+
+    #[test]
+    fn a_receiver_starting_on_a_gop_cached_track_gets_the_last_gop_at_once() {
+        let t0 = Instant::now();
+        let room = RoomId::new("app", "r");
+        for cached in [true, false] {
+            let mut sfu = Sfu::new();
+            let p = sfu.add_peer(room.clone(), "rtmp");
+            let t = sfu
+                .publish_track(p, MediaKind::Video, "video", None, t0)
+                .unwrap();
+            if cached {
+                sfu.cache_gop(t).unwrap();
+            }
+            for (seq, key) in [(9, false), (10, true), (11, false), (12, false)] {
+                sfu.on_media(t, 0, pkt(Codec::Vp8, seq, seq as u32 * 3000, key, t0))
+                    .unwrap();
+            }
+            drain(&mut sfu);
+            let v = sfu.add_peer(room.clone(), "viewer");
+            let r = sfu
+                .add_receiver(
+                    v,
+                    MediaKind::Video,
+                    ALL.to_vec(),
+                    ReceiverSource::FollowRoom,
+                    t0,
+                )
+                .unwrap();
+            let sent = |sfu: &mut Sfu| -> Vec<(u64, u32)> {
+                drain(sfu)
+                    .into_iter()
+                    .filter_map(|o| match o {
+                        Output::Media {
+                            receiver, packet, ..
+                        } if receiver == r => Some((packet.seq, packet.timestamp)),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            let replayed = sent(&mut sfu);
+            sfu.on_media(t, 0, pkt(Codec::Vp8, 13, 39000, false, t0))
+                .unwrap();
+            let live = sent(&mut sfu);
+            if cached {
+                // The GOP from keyframe 10, then live packet 13, numbered on.
+                assert_eq!(replayed.len(), 3, "{replayed:?}");
+                assert_eq!(live.len(), 1);
+                let all: Vec<(u64, u32)> = replayed.into_iter().chain(live).collect();
+                for w in all.windows(2) {
+                    assert_eq!(w[1].0, w[0].0 + 1, "contiguous: {all:?}");
+                    assert_eq!(w[1].1.wrapping_sub(w[0].1), 3000, "{all:?}");
+                }
+                // A second receiver gets the same GOP, the first nothing again.
+                let v2 = sfu.add_peer(room.clone(), "viewer2");
+                sfu.add_receiver(
+                    v2,
+                    MediaKind::Video,
+                    ALL.to_vec(),
+                    ReceiverSource::FollowRoom,
+                    t0,
+                )
+                .unwrap();
+                let media: Vec<Output> = drain(&mut sfu)
+                    .into_iter()
+                    .filter(|o| matches!(o, Output::Media { .. }))
+                    .collect();
+                assert_eq!(media.len(), 4, "keyframe 10..13 to the new receiver only");
+                assert!(media
+                    .iter()
+                    .all(|o| matches!(o, Output::Media { receiver, .. } if *receiver != r)));
+            } else {
+                // Without the cache: nothing until the next keyframe.
+                assert!(replayed.is_empty() && live.is_empty());
+            }
+        }
     }
 
     fn states(sfu: &mut Sfu) -> Vec<ReceiverState> {

@@ -102,8 +102,8 @@ test('multi-zone example: run.sh forms 2 zones x (gateway + 2 media nodes); gate
   const env = {
     MEDIAMESH_BIN, MULTI_ZONE_STATE_DIR: state, MULTI_ZONE_WAIT_S: '20', MULTI_ZONE_STOP_WAIT_S: '5',
     MULTI_ZONE_HTTP_PORT: String(httpPort), MULTI_ZONE_MEDIA_PORT: String(mediaPort), MULTI_ZONE_CLUSTER_PORT: String(clusterPort),
-    // The script makes its own secrets; none from the test's environment.
-    MEDIAMESH_SECRET: '', MEDIAMESH_CLUSTER_SECRET: '',
+    // The script makes its own secrets; none from the test's environment, nor limits.
+    MEDIAMESH_SECRET: '', MEDIAMESH_CLUSTER_SECRET: '', MULTI_ZONE_MEDIA_ARGS: '',
   };
   const pidOf = (id) => pidIn(state, id);
   liveState = state;
@@ -192,7 +192,7 @@ test('multi-zone example: run.sh forms 2 zones x (gateway + 2 media nodes); gate
       placed.push(u);
       assert.equal(NODES[u.node]?.zone, 'eu', `gateway eu places a client its database does not know in eu: got ${u.location}`);
     } else {
-      console.log('# no GeoIP database (tests/e2e/.venv missing): located placement not checked');
+      console.log('# run.sh made no GeoIP database (no tests/e2e/.venv, or MULTI_ZONE_GEOIP=off): located placement not checked');
     }
     console.log(`# placed: ${placed.map((s) => `gateway ${s.zone} -> ${s.node}`).join(', ')}`);
     for (const s of placed) {
