@@ -164,6 +164,10 @@ pub struct SharedTrack {
     pub metadata: Option<String>,
     /// The track's channel number on its node (see [`crate::ChannelId`]).
     pub channel: u64,
+    /// Its publisher takes no keyframe requests (RTMP): nodes that receive
+    /// it keep its last GOP for viewers who start on it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gop_cached: bool,
 }
 
 /// [`MediaKind`] on the wire.

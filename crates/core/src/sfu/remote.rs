@@ -29,6 +29,8 @@ pub struct TrackDetails {
     pub name: String,
     pub kind: MediaKind,
     pub metadata: Option<String>,
+    /// Its last GOP is cached (the publisher takes no keyframe requests).
+    pub gop_cached: bool,
 }
 
 impl Sfu {
@@ -58,6 +60,7 @@ impl Sfu {
                         name: t.name.clone(),
                         kind: t.kind,
                         metadata: t.metadata.clone(),
+                        gop_cached: t.gop.is_some(),
                     })
                 })
                 .collect(),

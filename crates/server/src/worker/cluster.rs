@@ -165,6 +165,7 @@ impl Worker {
                         kind: t.kind.into(),
                         metadata: t.metadata,
                         channel: t.id.0,
+                        gop_cached: t.gop_cached,
                     })
                     .collect(),
             });
@@ -397,6 +398,9 @@ impl Worker {
             .publish_track(p.id, t.kind.into(), &t.name, t.metadata.clone(), now)
         {
             Ok(id) => {
+                if t.gop_cached {
+                    let _ = self.sfu.cache_gop(id);
+                }
                 let channel = ChannelId {
                     node: node.to_owned(),
                     incarnation,
