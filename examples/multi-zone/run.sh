@@ -122,31 +122,34 @@ esac
 declare -A ADDR=([eu-gw]=127.0.0.11 [eu-m1]=127.0.0.12 [eu-m2]=127.0.0.13
                  [ap-gw]=127.0.0.21 [ap-m1]=127.0.0.22 [ap-m2]=127.0.0.23)
 declare -A LOCATION=([eu]="50.11,8.68" [ap]="1.35,103.82")   # Frankfurt, Singapore
-EU_LINK=tcp/${ADDR[eu-gw]}:$CLUSTER_PORT
-AP_LINK=tcp/${ADDR[ap-gw]}:$CLUSTER_PORT
+link() { echo "tcp/${ADDR[$1]}:$CLUSTER_PORT"; }
 
 # The flags of one node.
 node_args() {
   local node=$1 zone=${1%%-*} addr=${ADDR[$1]}
   ARGS=(--node-id "$node" --zone "$zone" --zone-location "${LOCATION[$zone]}"
-        --http-listen "$addr:$HTTP_PORT" --media-listen "$addr:$MEDIA_PORT")
+        --http-listen "$addr:$HTTP_PORT" --media-listen "$addr:$MEDIA_PORT"
+        --cluster-role router --cluster-listen "tcp/$addr:$CLUSTER_PORT")
+  # Links: no node is a cut vertex, so any one (a gateway included) can die
+  # without splitting the cluster. In a zone, m1 links to the gateway, m2 to the
+  # gateway and m1. Between the zones, two links: ap-gw - eu-gw and ap-m1 - eu-m1
+  # (link weights follow their measured RTT). All nodes are routers: zenoh does not
+  # relay between two peers of one router, so media nodes in peer mode would need a
+  # link to every other peer.
   case "$node" in
-    *-gw)
-      # A gateway: routes the zone (its media nodes link to it), serves the public
-      # API and places sessions. Proxies on this machine are believed about the
-      # client's address (X-Forwarded-For), as a load balancer would be.
-      ARGS+=(--gateway true --cluster-role router
-             --cluster-listen "tcp/$addr:$CLUSTER_PORT" --trusted-proxies 127.0.0.1)
-      [[ -n "$GEOIP_DB" ]] && ARGS+=(--geoip-db "$GEOIP_DB")
-      # The link between the zones: ap's gateway dials eu's.
-      [[ "$node" == ap-gw ]] && ARGS+=(--cluster-connect "$EU_LINK")
-      ;;
-    # Media nodes link to their zone's gateway. They are routers too: zenoh does not
-    # relay between two peers of one router (they would need links of their own), so
-    # with --cluster-role peer the media nodes of a zone would not see each other.
-    eu-*) ARGS+=(--cluster-role router --cluster-connect "$EU_LINK") ;;
-    ap-*) ARGS+=(--cluster-role router --cluster-connect "$AP_LINK") ;;
+    eu-gw) ;;
+    ap-gw) ARGS+=(--cluster-connect "$(link eu-gw)") ;;
+    eu-m1) ARGS+=(--cluster-connect "$(link eu-gw)") ;;
+    ap-m1) ARGS+=(--cluster-connect "$(link ap-gw)" --cluster-connect "$(link eu-m1)") ;;
+    *-m2) ARGS+=(--cluster-connect "$(link "$zone-gw")" --cluster-connect "$(link "$zone-m1")") ;;
   esac
+  if [[ "$node" == *-gw ]]; then
+    # A gateway serves the public API and places sessions. Proxies on this machine
+    # are believed about the client's address (X-Forwarded-For), as a load
+    # balancer would be.
+    ARGS+=(--gateway true --trusted-proxies 127.0.0.1)
+    [[ -n "$GEOIP_DB" ]] && ARGS+=(--geoip-db "$GEOIP_DB")
+  fi
   [[ "$node" == *-gw ]] || ARGS+=(${MEDIA_ARGS[@]+"${MEDIA_ARGS[@]}"})
   if $DEMO; then ARGS+=(--demo-tokens true); fi
   return 0

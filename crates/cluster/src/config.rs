@@ -162,9 +162,7 @@ impl ClusterConfig {
         if let Some(secret) = &self.secret {
             let user = "mediamesh";
             let password = Self::credential(secret);
-            let dict = self
-                .runtime_dir
-                .join(format!("mediamesh-cluster-{}.auth", self.node));
+            let dict = self.auth_file();
             write_private(&dict, &format!("{user}:{password}\n"))?;
             set("transport/auth/usrpwd/user", json(&user))?;
             set("transport/auth/usrpwd/password", json(&password))?;
@@ -183,6 +181,19 @@ impl ClusterConfig {
             set("transport/link/tls/enable_mtls", "true".into())?;
         }
         Ok(c)
+    }
+}
+
+impl ClusterConfig {
+    /// zenoh's user/password dictionary of this process (read when a
+    /// session opens): one per process, so two clusters on one host with
+    /// the same node ids never share one.
+    pub(crate) fn auth_file(&self) -> PathBuf {
+        self.runtime_dir.join(format!(
+            "mediamesh-cluster-{}-{}.auth",
+            self.node,
+            std::process::id()
+        ))
     }
 }
 

@@ -1280,5 +1280,8 @@ impl Drop for Cluster {
         if let Some(live) = self.live.take() {
             close_live(live);
         }
+        if self.config.secret.is_some() {
+            let _ = std::fs::remove_file(self.config.auth_file());
+        }
     }
 }

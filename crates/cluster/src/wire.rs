@@ -355,6 +355,7 @@ mod tests {
                     kind: Kind::Video,
                     metadata: None,
                     channel: 12,
+                    gop_cached: true,
                 }],
             }],
         };

@@ -77,6 +77,7 @@ fn share(peer: &str, channel: u64) -> RoomShare {
                 kind: Kind::Audio,
                 metadata: None,
                 channel,
+                gop_cached: false,
             }],
         }],
     }

@@ -72,8 +72,9 @@ pub struct Cli {
     #[arg(long, env = "MEDIAMESH_ZONE")]
     pub zone: Option<String>,
 
-    /// router: routes for other nodes (zone backbones, links between zones); peer: talks
-    /// through the routers it connects to [default: router].
+    /// router: routes for other nodes (zone backbones, links between zones); peer: routes for
+    /// none, and reaches other peers only over links of its own (a router does not relay
+    /// between two of its peers) [default: router].
     #[arg(long, env = "MEDIAMESH_CLUSTER_ROLE", value_parser = ["router", "peer"])]
     pub cluster_role: Option<String>,
 
