@@ -251,9 +251,10 @@ fn parse_kind(kind: &str) -> Result<TokenKind, ApiError> {
         "whip" => Ok(TokenKind::Whip),
         "whep" => Ok(TokenKind::Whep),
         "webrtc" => Ok(TokenKind::Webrtc),
+        "rtmp" => Ok(TokenKind::Rtmp),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("no token kind `{kind}` (whip, whep, webrtc)"),
+            format!("no token kind `{kind}` (whip, whep, webrtc, rtmp)"),
         )),
     }
 }

@@ -19,6 +19,8 @@ pub enum TokenKind {
     Whip,
     Whep,
     Webrtc,
+    /// An RTMP stream key: publish into the room as the peer.
+    Rtmp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

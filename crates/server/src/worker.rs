@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod api;
 mod cluster;
+mod ingest;
 mod load;
 mod mixer;
 mod sdk;
@@ -89,6 +90,21 @@ pub enum Command {
     Stats {
         reply: oneshot::Sender<Stats>,
     },
+    /// A publisher without WebRTC (RTMP) starts in the caller's room: the
+    /// reply is its ingest id.
+    IngestStart {
+        caller: Caller,
+        peer: String,
+        reply: oneshot::Sender<Result<u64, WorkerError>>,
+    },
+    /// A packet of an ingest's audio or video (by its codec).
+    IngestMedia {
+        id: u64,
+        packet: mediamesh_core::MediaPacket,
+    },
+    IngestStop {
+        id: u64,
+    },
     /// A room as this node sees it (its peers and the other nodes').
     RoomView {
         app: String,
@@ -145,6 +161,7 @@ pub struct Worker {
     cluster: Cluster,
     cluster_state: cluster::ClusterState,
     load: load::LoadState,
+    ingests: ingest::Ingests,
 }
 
 /// How often SDK clients get receiver stats and voice activity.
@@ -186,6 +203,7 @@ impl Worker {
             cluster,
             cluster_state: cluster::ClusterState::default(),
             load: load::LoadState::new(load),
+            ingests: ingest::Ingests::default(),
         }
     }
 
@@ -521,6 +539,15 @@ impl Worker {
             Command::Place { client, reply } => {
                 let _ = reply.send(self.place(client, now));
             }
+            Command::IngestStart {
+                caller,
+                peer,
+                reply,
+            } => {
+                let _ = reply.send(self.ingest_start(&caller, &peer, now));
+            }
+            Command::IngestMedia { id, packet } => self.ingest_media(id, packet, now),
+            Command::IngestStop { id } => self.ingest_stop(id, now),
             Command::Stats { reply } => {
                 let mut s = self.stats;
                 s.sessions = self.conns.len();

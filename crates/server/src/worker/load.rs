@@ -105,7 +105,7 @@ impl Worker {
         self.load
             .sample(now, self.stats.bytes_in + self.stats.bytes_out);
         let report = NodeLoad {
-            sessions: self.conns.len() as u32,
+            sessions: (self.conns.len() + self.ingests.len()) as u32,
             cpu: self.load.cpu,
             bitrate: self.load.bitrate,
             limits: self.load.config.limits,
