@@ -44,6 +44,11 @@ pub struct Cli {
     #[arg(long, env = "MEDIAMESH_MEDIA_LISTEN")]
     pub media_listen: Option<SocketAddr>,
 
+    /// RTMP ingest (OBS, ffmpeg: rtmp://HOST:PORT/live/STREAM-KEY, the key an rtmp token),
+    /// or "off" [default: 127.0.0.1:1935].
+    #[arg(long, env = "MEDIAMESH_RTMP_LISTEN")]
+    pub rtmp_listen: Option<String>,
+
     /// Address peers are told to send media to (the ICE candidate), when it differs from
     /// --media-listen (a 0.0.0.0 bind, NAT, a container) [default: the media listen address].
     #[arg(long, env = "MEDIAMESH_PUBLIC_ADDR")]
@@ -157,6 +162,7 @@ pub struct Cli {
 struct FileConfig {
     http_listen: Option<SocketAddr>,
     media_listen: Option<SocketAddr>,
+    rtmp_listen: Option<String>,
     public_addr: Option<SocketAddr>,
     secret: Option<String>,
     app_id: Option<String>,
@@ -186,6 +192,8 @@ struct FileConfig {
 pub struct Config {
     pub http_listen: SocketAddr,
     pub media_listen: SocketAddr,
+    /// RTMP ingest; `None`: off.
+    pub rtmp_listen: Option<SocketAddr>,
     pub public_addr: SocketAddr,
     pub secret: String,
     pub app_id: String,
@@ -245,6 +253,14 @@ impl Config {
             .media_listen
             .or(file.media_listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3001)));
+        let rtmp_listen = match cli.rtmp_listen.or(file.rtmp_listen).as_deref() {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 1935))),
+            Some("off") => None,
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|e| format!("--rtmp-listen {a}: {e} (an address like 0.0.0.0:1935, or off)"))?,
+            ),
+        };
         let public_addr = match cli.public_addr.or(file.public_addr) {
             Some(a) => a,
             None if media_listen.ip().is_unspecified() => {
@@ -365,6 +381,7 @@ impl Config {
             trusted_proxies,
             http_listen,
             media_listen,
+            rtmp_listen,
             public_addr,
             secret,
             app_id,

@@ -73,6 +73,8 @@ fn start(secret: &str) -> Server {
             &http_addr.to_string(),
             "--media-listen",
             &media.to_string(),
+            "--rtmp-listen",
+            "127.0.0.1:0",
             "--secret",
             secret,
         ])

@@ -79,6 +79,8 @@ export class MediaMesh {
   }
 
   get base() { return `http://${this.host}:${this.httpPort}`; }
+  /** `rtmp://HOST:PORT/live/KEY` of this server. */
+  rtmpUrl(key) { return `rtmp://${this.host}:${this.rtmpPort}/live/${key}`; }
 
   /**
    * Spawns the server and waits (bounded) for GET /healthz == 200. `samePorts`: a
@@ -93,6 +95,7 @@ export class MediaMesh {
     if (!restart) {
       this.httpPort = await freeTcpPort(this.host);
       this.mediaPort = await freeUdpPort(this.host);
+      this.rtmpPort = await freeTcpPort(this.host);
     }
     this.exited = null;
     mkdirSync(LOG_DIR, { recursive: true });
@@ -105,6 +108,7 @@ export class MediaMesh {
     }
     const args = ['--http-listen', `${this.host}:${this.httpPort}`,
       '--media-listen', `${this.host}:${this.mediaPort}`,
+      '--rtmp-listen', `${this.host}:${this.rtmpPort}`,
       ...(this.secret ? ['--secret', this.secret] : []), ...extraArgs];
     this.cmdline = `${MEDIAMESH_BIN} ${args.join(' ')}`;
     this.proc = spawn(MEDIAMESH_BIN, args, {
