@@ -33,7 +33,6 @@ const IDS = Object.keys(NODES).sort();
 const MEDIA = IDS.filter((id) => !id.endsWith('-gw'));
 const LOCATION = { eu: [50.11, 8.68], ap: [1.35, 103.82] };
 const HOSTS = Object.values(NODES).map((n) => n.host);
-const GATEWAY_HOSTS = [NODES['eu-gw'].host, NODES['ap-gw'].host];
 
 const nodeOfConn = (id) => String(id).split('.').slice(0, -2).join('.');
 
