@@ -165,10 +165,8 @@ impl AudioSpecificConfig {
                     if present {
                         let (_, ext_rate) = read_frequency(&mut r)?;
                         extension_sample_rate = Some(ext_rate);
-                        if r.bits_left() >= 12 {
-                            if r.read(11)? == 0x548 {
-                                ps_present = Some(r.read(1)? == 1);
-                            }
+                        if r.bits_left() >= 12 && r.read(11)? == 0x548 {
+                            ps_present = Some(r.read(1)? == 1);
                         }
                     }
                 } else if ext_object_type == object_type::ER_BSAC {
@@ -276,7 +274,9 @@ fn read_frequency(r: &mut BitReader<'_>) -> Result<(Option<u8>, u32), AudioError
         15 => {
             let rate = r.read(24)?;
             if rate == 0 {
-                return Err(AudioError::InvalidConfig("explicit sampling frequency of 0".into()));
+                return Err(AudioError::InvalidConfig(
+                    "explicit sampling frequency of 0".into(),
+                ));
             }
             Ok((None, rate))
         }
@@ -304,7 +304,9 @@ impl<'a> BitReader<'a> {
     /// Reads `n` ≤ 32 bits, most significant first.
     fn read(&mut self, n: usize) -> Result<u32, AudioError> {
         if n > self.bits_left() {
-            return Err(AudioError::InvalidConfig("AudioSpecificConfig is truncated".into()));
+            return Err(AudioError::InvalidConfig(
+                "AudioSpecificConfig is truncated".into(),
+            ));
         }
         let mut v: u32 = 0;
         for _ in 0..n {
@@ -326,7 +328,7 @@ struct BitWriter {
 impl BitWriter {
     fn write(&mut self, n: usize, value: u32) {
         for i in (0..n).rev() {
-            if self.bits % 8 == 0 {
+            if self.bits.is_multiple_of(8) {
                 self.bytes.push(0);
             }
             let bit = ((value >> i) & 1) as u8;
@@ -388,7 +390,13 @@ impl AacDecoder {
             .with_channels(Channels::Discrete(u16::from(channels)))
             .with_extra_data(config.core_lc_config().into_boxed_slice());
         let inner = new_inner(&params)?;
-        Ok(AacDecoder { config, params, inner, channels, scratch: Vec::new() })
+        Ok(AacDecoder {
+            config,
+            params,
+            inner,
+            channels,
+            scratch: Vec::new(),
+        })
     }
 
     /// The parsed config.
@@ -413,12 +421,39 @@ impl AacDecoder {
 
     /// Decodes one raw AAC frame to interleaved f32 PCM at [`Self::sample_rate`].
     ///
-    /// A corrupt or truncated frame gives an error (never a panic); the decoder stays
-    /// usable for the next frame. [`Self::silence`] gives a concealment frame.
+    /// A corrupt or truncated frame gives an error (never a panic), and the decoder
+    /// stays usable for the next frame. [`Self::silence`] gives a concealment frame.
     pub fn decode(&mut self, raw_frame: &[u8]) -> Result<Pcm, AudioError> {
         if raw_frame.is_empty() {
             return Err(AudioError::Decode("empty AAC frame".into()));
         }
+        if let Err(e) = self.try_decode(raw_frame) {
+            // Symphonia fixes its channel-element layout on the first frame it decodes
+            // and rejects every later frame that differs, so one corrupt frame (say, a
+            // single channel element in a stereo stream) would fail all that follow.
+            // Its state may also be half-updated. Start afresh and try this frame
+            // again: if it was the stale state, the frame decodes now.
+            self.inner = new_inner(&self.params)?;
+            if self.try_decode(raw_frame).is_err() {
+                self.inner = new_inner(&self.params)?;
+                return Err(e);
+            }
+        }
+        let mut samples = std::mem::take(&mut self.scratch);
+        for s in samples.iter_mut() {
+            if !s.is_finite() {
+                *s = 0.0;
+            }
+        }
+        Ok(Pcm {
+            samples,
+            sample_rate: self.config.sample_rate,
+            channels: self.channels,
+        })
+    }
+
+    /// Decodes into `self.scratch`; any failure (error, panic, wrong shape) is an error.
+    fn try_decode(&mut self, raw_frame: &[u8]) -> Result<(), AudioError> {
         let packet = PacketRef::new(0, Timestamp::new(0), Duration::new(0), raw_frame);
         let scratch = &mut self.scratch;
         let inner = &mut self.inner;
@@ -435,9 +470,9 @@ impl AacDecoder {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(AudioError::Decode(e)),
             Err(_) => {
-                // The decoder's state may be inconsistent after a panic: start afresh.
-                self.inner = new_inner(&self.params)?;
-                return Err(AudioError::Decode("AAC decoder panicked on a corrupt frame".into()));
+                return Err(AudioError::Decode(
+                    "AAC decoder panicked on the frame".into(),
+                ))
             }
         };
         if channels != usize::from(self.channels) || frames != self.frame_length() {
@@ -445,13 +480,7 @@ impl AacDecoder {
                 "AAC frame decoded to {frames} samples x {channels} channels"
             )));
         }
-        let mut samples = std::mem::take(&mut self.scratch);
-        for s in samples.iter_mut() {
-            if !s.is_finite() {
-                *s = 0.0;
-            }
-        }
-        Ok(Pcm { samples, sample_rate: self.config.sample_rate, channels: self.channels })
+        Ok(())
     }
 
     /// A frame of silence of the decoded frame's shape, to conceal a lost frame.

@@ -13,7 +13,7 @@
 //! The pieces: [`aac`] (config parsing and decoding, via Symphonia's AAC-LC decoder;
 //! HE-AAC decodes as its AAC-LC core at half rate, without the SBR high band),
 //! [`resample`] (a streaming windowed-sinc resampler and channel mixing) and
-//! [`opus`] (encoding and decoding via `opus-rs`, a port of libopus).
+//! [`opus`] (encoding and decoding via `opus-pure`, a port of libopus).
 
 pub mod aac;
 pub mod opus;
@@ -117,7 +117,12 @@ impl PcmToOpus {
         config: OpusConfig,
     ) -> Result<Self, AudioError> {
         Ok(PcmToOpus {
-            converter: AudioConverter::new(in_rate, in_channels, OPUS_SAMPLE_RATE, config.channels)?,
+            converter: AudioConverter::new(
+                in_rate,
+                in_channels,
+                OPUS_SAMPLE_RATE,
+                config.channels,
+            )?,
             encoder: OpusEncoder::new(config)?,
             out_channels: config.channels,
             pending: Vec::with_capacity(OPUS_FRAME_SAMPLES * 4),
@@ -175,7 +180,8 @@ impl PcmToOpus {
         let frame_len = OPUS_FRAME_SAMPLES * usize::from(self.out_channels);
         let rem = self.pending.len() % frame_len;
         if rem != 0 {
-            self.pending.resize(self.pending.len() + frame_len - rem, 0.0);
+            self.pending
+                .resize(self.pending.len() + frame_len - rem, 0.0);
         }
         self.drain_frames()
     }
@@ -219,6 +225,13 @@ impl PcmToOpus {
 /// A frame that fails to decode returns an error, and is replaced by a frame of
 /// silence of the same length so the clock stays right; Opus frames that the
 /// silence completes come out of the next successful `push`.
+///
+/// Timing notes: the resampler adds no offset (output sample `n` is the input at
+/// `n / 48000` s). The AAC decoder's own delay (the encoder's priming, about 1024
+/// samples, shows as near-silence at the start) and the Opus encoder's lookahead
+/// (6.5 ms) are not subtracted, as FLV players do not subtract the former either.
+/// A publisher whose sample clock drifts from its timestamps is re-anchored each
+/// time the drift passes the threshold, with up to 20 ms of padding each time.
 pub struct AacToOpus {
     decoder: AacDecoder,
     core: PcmToOpus,
@@ -240,7 +253,13 @@ impl AacToOpus {
     pub fn with_config(asc: &[u8], config: OpusConfig) -> Result<Self, AudioError> {
         let decoder = AacDecoder::new(asc)?;
         let core = PcmToOpus::with_config(decoder.sample_rate(), decoder.channels(), config)?;
-        Ok(AacToOpus { decoder, core, anchor: None, held: VecDeque::new(), reanchors: 0 })
+        Ok(AacToOpus {
+            decoder,
+            core,
+            anchor: None,
+            held: VecDeque::new(),
+            reanchors: 0,
+        })
     }
 
     /// The AAC decoder (its config, rate and channels).
@@ -268,7 +287,13 @@ impl AacToOpus {
                 let rate = u64::from(self.decoder.sample_rate());
                 let expected_ms = anchor_ms.saturating_add(samples.saturating_mul(1000) / rate);
                 if pts_ms.abs_diff(expected_ms) > REANCHOR_THRESHOLD_MS {
-                    out.extend(self.core.flush()?);
+                    match self.core.flush() {
+                        Ok(frames) => out.extend(frames),
+                        Err(e) => {
+                            self.held.extend(out);
+                            return Err(e);
+                        }
+                    }
                     self.decoder.reset();
                     self.reanchors += 1;
                     self.start_anchor(pts_ms);
@@ -282,7 +307,13 @@ impl AacToOpus {
         if let Some((_, samples)) = &mut self.anchor {
             *samples += pcm.frames() as u64;
         }
-        let frames = self.core.push_f32(&pcm.samples)?;
+        let frames = match self.core.push_f32(&pcm.samples) {
+            Ok(frames) => frames,
+            Err(e) => {
+                self.held.extend(out);
+                return Err(e);
+            }
+        };
         match error {
             None => {
                 out.extend(frames);

@@ -1,8 +1,9 @@
 //! Opus encoding (and decoding, for tests and telephony) at 48 kHz in 20 ms frames.
 //!
-//! Wraps `opus-rs`, a pure-Rust port of libopus 1.6 (BSD-3-Clause).
+//! Wraps `opus-pure`, a pure-Rust port of libopus 1.6 (BSD-3-Clause), with its
+//! tonality analysis and constrained VBR like libopus's defaults.
 
-use opus_rs::{Application, OpusDecoder as RawDecoder, OpusEncoder as RawEncoder};
+use opus_pure::{Application, OpusDecoder as RawDecoder, OpusEncoder as RawEncoder, RateControl};
 
 use crate::AudioError;
 
@@ -69,7 +70,7 @@ impl OpusEncoder {
         .map_err(|e| AudioError::Encode(e.to_string()))?;
         inner.bitrate_bps = config.bitrate_bps.clamp(6_000, 510_000) as i32;
         inner.complexity = i32::from(config.complexity.min(10));
-        inner.use_cbr = false;
+        inner.rate_control = RateControl::ConstrainedVbr;
         inner.use_inband_fec = config.inband_fec;
         Ok(OpusEncoder {
             inner,
@@ -101,8 +102,13 @@ impl OpusEncoder {
             )));
         }
         self.clamped.clear();
-        self.clamped
-            .extend(pcm.iter().map(|&s| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 }));
+        self.clamped.extend(pcm.iter().map(|&s| {
+            if s.is_finite() {
+                s.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            }
+        }));
         let n = self
             .inner
             .encode(&self.clamped, OPUS_FRAME_SAMPLES, &mut self.packet)
@@ -122,17 +128,27 @@ impl OpusDecoder {
     /// Creates a decoder with `channels` output channels (1 or 2).
     pub fn new(channels: u8) -> Result<Self, AudioError> {
         if !(1..=2).contains(&channels) {
-            return Err(AudioError::InvalidArgument(format!("{channels} Opus channels (1 or 2)")));
+            return Err(AudioError::InvalidArgument(format!(
+                "{channels} Opus channels (1 or 2)"
+            )));
         }
         let inner = RawDecoder::new(OPUS_SAMPLE_RATE as i32, usize::from(channels))
             .map_err(|e| AudioError::Decode(e.to_string()))?;
-        Ok(OpusDecoder { inner, channels, out: vec![0.0; 5760 * 2] })
+        Ok(OpusDecoder {
+            inner,
+            channels,
+            out: vec![0.0; 5760 * 2],
+        })
     }
 
     /// Decodes one packet (up to 120 ms) to interleaved samples. An empty packet
     /// conceals one lost 20 ms frame.
     pub fn decode(&mut self, packet: &[u8]) -> Result<Vec<f32>, AudioError> {
-        let max = if packet.is_empty() { OPUS_FRAME_SAMPLES } else { 5760 };
+        let max = if packet.is_empty() {
+            OPUS_FRAME_SAMPLES
+        } else {
+            5760
+        };
         let n = self
             .inner
             .decode(packet, max, &mut self.out)

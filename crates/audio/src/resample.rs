@@ -69,7 +69,11 @@ impl Resampler {
         let m = u64::from(in_rate) / g;
         let passthrough = in_rate == out_rate;
         let exact = l <= MAX_EXACT_PHASES;
-        let phases = if exact { l as usize } else { MAX_EXACT_PHASES as usize };
+        let phases = if exact {
+            l as usize
+        } else {
+            MAX_EXACT_PHASES as usize
+        };
         // Cutoff in cycles per input sample, times two.
         let two_fc = ROLLOFF * f64::from(in_rate.min(out_rate)) / f64::from(in_rate);
         let k = (ZERO_CROSSINGS / two_fc).ceil() as i64;
@@ -381,7 +385,12 @@ impl AudioConverter {
     pub fn flush(&mut self, out: &mut Vec<f32>) {
         self.tmp2.clear();
         self.resampler.flush(&mut self.tmp2);
-        remix(&self.tmp2, self.resampler.channels(), self.out_channels, out);
+        remix(
+            &self.tmp2,
+            self.resampler.channels(),
+            self.out_channels,
+            out,
+        );
     }
 
     /// Forgets the history.
@@ -396,7 +405,9 @@ mod tests {
 
     #[test]
     fn output_length_matches_ratio_after_flush() {
-        for &rate in &[8000u32, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 96000, 37800] {
+        for &rate in &[
+            8000u32, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 96000, 37800,
+        ] {
             let mut r = Resampler::new(rate, 48000, 1).unwrap();
             let input = vec![0.25f32; rate as usize / 10 + 7];
             let mut out = Vec::new();

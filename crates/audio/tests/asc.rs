@@ -121,7 +121,10 @@ fn escaped_object_type_and_explicit_frequency() {
     assert_eq!(asc.sampling_frequency_index, None);
     assert_eq!(asc.sample_rate, 37800);
     assert_eq!(asc.channel_configuration, 2);
-    assert!(matches!(AacDecoder::new(&bytes), Err(AudioError::Unsupported(_))));
+    assert!(matches!(
+        AacDecoder::new(&bytes),
+        Err(AudioError::Unsupported(_))
+    ));
 }
 
 #[test]
@@ -129,14 +132,25 @@ fn frame_length_960() {
     // LC 48 kHz stereo with frameLengthFlag = 1.
     let asc = AudioSpecificConfig::parse(&[0x11, 0x94]).unwrap();
     assert_eq!(asc.frame_length, 960);
-    assert!(matches!(AacDecoder::new(&[0x11, 0x94]), Err(AudioError::Unsupported(_))));
+    assert!(matches!(
+        AacDecoder::new(&[0x11, 0x94]),
+        Err(AudioError::Unsupported(_))
+    ));
 }
 
 #[test]
 fn malformed_configs_are_errors() {
-    for bad in [&[][..], &[0x12][..], &[0x16, 0x90][..] /* sfi 13 */, &[0x17, 0x90][..]] {
+    for bad in [
+        &[][..],
+        &[0x12][..],
+        &[0x16, 0x90][..], /* sfi 13 */
+        &[0x17, 0x90][..],
+    ] {
         assert!(
-            matches!(AudioSpecificConfig::parse(bad), Err(AudioError::InvalidConfig(_))),
+            matches!(
+                AudioSpecificConfig::parse(bad),
+                Err(AudioError::InvalidConfig(_))
+            ),
             "{bad:02x?}"
         );
         assert!(AacDecoder::new(bad).is_err());
@@ -148,10 +162,19 @@ fn malformed_configs_are_errors() {
 #[test]
 fn unsupported_layouts_are_errors() {
     // 5.1 (channel configuration 6) and channel configuration 0 (PCE).
-    assert!(matches!(AacDecoder::new(&[0x11, 0xb0]), Err(AudioError::Unsupported(_))));
+    assert!(matches!(
+        AacDecoder::new(&[0x11, 0xb0]),
+        Err(AudioError::Unsupported(_))
+    ));
     let pce = AudioSpecificConfig::parse(&[0x11, 0x80]).unwrap();
     assert_eq!(pce.channels(), None);
-    assert!(matches!(AacDecoder::new(&[0x11, 0x80]), Err(AudioError::Unsupported(_))));
+    assert!(matches!(
+        AacDecoder::new(&[0x11, 0x80]),
+        Err(AudioError::Unsupported(_))
+    ));
     // AAC Main.
-    assert!(matches!(AacDecoder::new(&[0x0a, 0x10]), Err(AudioError::Unsupported(_))));
+    assert!(matches!(
+        AacDecoder::new(&[0x0a, 0x10]),
+        Err(AudioError::Unsupported(_))
+    ));
 }

@@ -32,7 +32,11 @@ fn sine_1khz_44100_to_48000_keeps_frequency_and_amplitude() {
     for n in (960..47000).step_by(997) {
         let t = n as f64 / 48000.0;
         let want = 0.5 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin();
-        assert!((f64::from(out[n]) - want).abs() < 2e-3, "sample {n}: {} vs {want}", out[n]);
+        assert!(
+            (f64::from(out[n]) - want).abs() < 2e-3,
+            "sample {n}: {} vs {want}",
+            out[n]
+        );
     }
 }
 
@@ -107,11 +111,22 @@ fn arbitrary_block_splits_give_identical_output_without_discontinuities() {
         }
         r.flush(&mut split);
         assert_eq!(whole.len(), split.len(), "rate {rate}");
-        let max_diff = whole.iter().zip(&split).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(max_diff < 1e-6, "rate {rate}: block split changed output by {max_diff}");
+        let max_diff = whole
+            .iter()
+            .zip(&split)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            max_diff < 1e-6,
+            "rate {rate}: block split changed output by {max_diff}"
+        );
         // No step larger than the sine's own slope (2*pi*f/fs*A = 0.065) plus a margin.
         let left = channel(&split, 2, 0);
-        let worst = left.windows(2).skip(100).take(left.len() - 200).map(|w| (w[1] - w[0]).abs());
+        let worst = left
+            .windows(2)
+            .skip(100)
+            .take(left.len() - 200)
+            .map(|w| (w[1] - w[0]).abs());
         let worst = worst.fold(0.0f32, f32::max);
         assert!(worst < 0.0675, "rate {rate}: largest step {worst}");
     }

@@ -11,12 +11,15 @@ pub struct AdtsStream {
     pub frames: Vec<Vec<u8>>,
 }
 
-const RATES: [u32; 13] =
-    [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+const RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
 
 /// Reads `tests/data/NAME` and splits the ADTS stream into raw frames.
 pub fn load_adts(name: &str) -> AdtsStream {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut pos = 0;
     let mut frames = Vec::new();
@@ -43,7 +46,12 @@ pub fn load_adts(name: &str) -> AdtsStream {
         pos += len;
     }
     assert_eq!(pos, data.len(), "trailing bytes in {name}");
-    AdtsStream { asc, sample_rate, channels, frames }
+    AdtsStream {
+        asc,
+        sample_rate,
+        channels,
+        frames,
+    }
 }
 
 /// Amplitude of the `freq` component of `x` (a DFT bin over a whole number of cycles
@@ -107,7 +115,11 @@ pub fn sine(rate: u32, channels: u8, freq: f64, amp: f32, frames: usize) -> Vec<
 
 /// Channel `c` of interleaved `x`.
 pub fn channel(x: &[f32], channels: u8, c: u8) -> Vec<f32> {
-    x.iter().skip(usize::from(c)).step_by(usize::from(channels)).copied().collect()
+    x.iter()
+        .skip(usize::from(c))
+        .step_by(usize::from(channels))
+        .copied()
+        .collect()
 }
 
 /// A small deterministic PRNG (xorshift64*).
