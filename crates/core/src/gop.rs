@@ -39,7 +39,13 @@ impl GopCache {
         let Some(s) = self.streams.get_mut(usize::from(stream)) else {
             return;
         };
-        if packet.keyframe {
+        // A keyframe may start in several packets of its picture (H264:
+        // SPS/PPS, then the IDR slice): only a new picture starts over.
+        let same_picture = s
+            .packets
+            .first()
+            .is_some_and(|p| p.timestamp == packet.timestamp);
+        if packet.keyframe && !same_picture {
             s.packets.clear();
             s.bytes = 0;
         } else if s.packets.is_empty() {
@@ -106,10 +112,19 @@ mod tests {
         c.on_packet(0, &pkt(4, true, 10));
         c.on_packet(0, &pkt(5, false, 10));
         assert_eq!(seqs(&c), [(0, 4), (0, 5)]);
+        // Parameter sets and the IDR slice of one picture both start a
+        // keyframe: the picture is kept whole.
+        let mut sps = pkt(6, true, 10);
+        let mut idr = pkt(7, true, 10);
+        idr.timestamp = sps.timestamp;
+        sps.marker = false;
+        c.on_packet(0, &sps);
+        c.on_packet(0, &idr);
+        assert_eq!(seqs(&c), [(0, 6), (0, 7)]);
         // Streams are kept apart; out of range streams are ignored.
         c.on_packet(1, &pkt(9, true, 10));
         c.on_packet(200, &pkt(10, true, 10));
-        assert_eq!(seqs(&c), [(0, 4), (0, 5), (1, 9)]);
+        assert_eq!(seqs(&c), [(0, 6), (0, 7), (1, 9)]);
     }
 
     #[test]

@@ -126,6 +126,8 @@ struct Peer {
     watching: Vec<String>,
     tracks: Vec<TrackId>,
     receivers: Vec<ReceiverId>,
+    /// Its transport can deliver (see [`Sfu::set_peer_connected`]).
+    connected: bool,
 }
 
 #[derive(Debug)]
@@ -259,6 +261,7 @@ impl Sfu {
                 watching: Vec::new(),
                 tracks: Vec::new(),
                 receivers: Vec::new(),
+                connected: true,
             },
         );
         self.announce_peer_joined(id);
@@ -332,6 +335,53 @@ impl Sfu {
     /// A peer starts publishing a track named `name`. Receivers of the room
     /// waiting for it attach: those that want exactly this {peer, track},
     /// and idle ones that follow the room for this kind.
+    /// Whether `peer`'s transport can deliver packets (peers are born
+    /// connected). A WebRTC session sets it false until ICE and DTLS are up
+    /// (packets before that are lost): when it becomes true, its receivers
+    /// on GOP-cached tracks start over from the cached keyframe.
+    pub fn set_peer_connected(&mut self, peer: PeerId, connected: bool) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.connected == connected {
+            return;
+        }
+        p.connected = connected;
+        if !connected {
+            return;
+        }
+        for rid in p.receivers.clone() {
+            let Some(r) = self.receivers.get_mut(&rid) else {
+                continue;
+            };
+            let Some(track) = r.source else { continue };
+            let cached = self
+                .tracks
+                .get(&track)
+                .is_some_and(|t| t.gop.as_ref().is_some_and(|g| !g.is_empty()));
+            if r.paused || !cached {
+                continue;
+            }
+            // What was sent before is lost: start over at the keyframe.
+            r.selector = None;
+            if let Some(rw) = r.rewriter.as_mut() {
+                rw.switch_source();
+            }
+            self.replay_gop(track, rid);
+        }
+    }
+
+    fn replay_gop_if_connected(&mut self, track: TrackId, receiver: ReceiverId) {
+        let connected = self
+            .receivers
+            .get(&receiver)
+            .and_then(|r| self.peers.get(&r.owner))
+            .is_some_and(|p| p.connected);
+        if connected {
+            self.replay_gop(track, receiver);
+        }
+    }
+
     /// Keeps the last group of pictures of a video track whose publisher
     /// cannot be asked for keyframes (RTMP): receivers that start on it
     /// get it at once.
@@ -544,7 +594,7 @@ impl Sfu {
         if let Some(track) = r.source {
             self.set_state(receiver, ReceiverState::Waiting);
             self.want_keyframe(track, now);
-            self.replay_gop(track, receiver);
+            self.replay_gop_if_connected(track, receiver);
         }
         Ok(())
     }
@@ -627,7 +677,7 @@ impl Sfu {
         if !paused {
             self.set_state(receiver, ReceiverState::Waiting);
             self.want_keyframe(track, now);
-            self.replay_gop(track, receiver);
+            self.replay_gop_if_connected(track, receiver);
         }
     }
 

@@ -448,8 +448,8 @@ mod tests {
         assert_eq!(
             bytes,
             [
-                2, 0, 7, b'_', b'r', b'e', b's', b'u', b'l', b't', 0, 0x3f, 0xf0, 0, 0, 0, 0, 0,
-                0, 5
+                2, 0, 7, b'_', b'r', b'e', b's', b'u', b'l', b't', 0, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0,
+                5
             ]
         );
         let obj = encode_all(&[Amf0Value::object([("a", Amf0Value::Boolean(true))])]);

@@ -292,7 +292,9 @@ pub(crate) mod tests {
 
     #[test]
     fn annexb_fallback() {
-        let data = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5];
+        let data = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5,
+        ];
         let want: Vec<&[u8]> = vec![&[0x67, 1, 2], &[0x68, 3], &[0x65, 4, 5]];
         assert_eq!(split_annexb(&data), want);
         assert_eq!(access_unit_nalus(&data, 4).unwrap(), want);

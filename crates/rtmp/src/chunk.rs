@@ -311,7 +311,9 @@ impl ChunkReader {
             };
             // The chunk is complete: apply it.
             if prev.is_none() && self.streams.len() >= self.limits.max_chunk_streams {
-                return Err(ChunkError::TooManyChunkStreams(self.limits.max_chunk_streams));
+                return Err(ChunkError::TooManyChunkStreams(
+                    self.limits.max_chunk_streams,
+                ));
             }
             let cap = 2 * self.limits.max_message_len as usize;
             let dropped = if continuing {
@@ -433,7 +435,11 @@ impl ChunkWriter {
             })?;
         let extended = timestamp >= EXTENDED_TIMESTAMP;
         write_basic_header(out, 0, csid);
-        let ts_field = if extended { EXTENDED_TIMESTAMP } else { timestamp };
+        let ts_field = if extended {
+            EXTENDED_TIMESTAMP
+        } else {
+            timestamp
+        };
         out.extend_from_slice(&ts_field.to_be_bytes()[1..]);
         out.extend_from_slice(&len.to_be_bytes()[1..]);
         out.push(type_id);
@@ -580,7 +586,17 @@ pub(crate) mod tests {
         raw_chunk(&mut s, 3, 6, None, 0, 0, 0, Some(ts), &big[128..]);
         want.push(msg(6, ts.wrapping_mul(2), 9, 1, &big));
         // Continuation without the repeated extended timestamp is accepted.
-        raw_chunk(&mut s, 0, 7, Some(0x0100_0000), 130, 8, 1, None, &big[..128]);
+        raw_chunk(
+            &mut s,
+            0,
+            7,
+            Some(0x0100_0000),
+            130,
+            8,
+            1,
+            None,
+            &big[..128],
+        );
         raw_chunk(&mut s, 3, 7, None, 0, 0, 0, None, &big[128..130]);
         want.push(msg(7, 0x0100_0000, 8, 1, &big[..130]));
         // Extended delta on type 1 and 2.
@@ -645,9 +661,11 @@ pub(crate) mod tests {
         let payload: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
         w.write(&mut out, 3, 5, 20, 0, &payload).unwrap();
         w.write(&mut out, 70, 0x0FFF_FFFF, 9, 1, &payload).unwrap();
-        w.write(&mut out, 400, 0xFF_FFFF, 8, 2, &payload[..10]).unwrap();
+        w.write(&mut out, 400, 0xFF_FFFF, 8, 2, &payload[..10])
+            .unwrap();
         // The peer must see Set Chunk Size before the larger chunks.
-        w.write(&mut out, 2, 0, 1, 0, &300u32.to_be_bytes()).unwrap();
+        w.write(&mut out, 2, 0, 1, 0, &300u32.to_be_bytes())
+            .unwrap();
         w.set_chunk_size(300).unwrap();
         w.write(&mut out, 2000, u32::MAX, 9, 1, &payload).unwrap();
         w.write(&mut out, 5, 0, 18, 1, &[]).unwrap();
@@ -669,7 +687,8 @@ pub(crate) mod tests {
     fn writer_layout() {
         let w = ChunkWriter::new();
         let mut out = Vec::new();
-        w.write(&mut out, 3, 0x0100_0000, 20, 1, &[7u8; 130]).unwrap();
+        w.write(&mut out, 3, 0x0100_0000, 20, 1, &[7u8; 130])
+            .unwrap();
         // fmt 0 csid 3, ts 0xffffff, len 130, type 20, msid 1 LE, ext ts.
         assert_eq!(
             &out[..16],

@@ -141,7 +141,10 @@ pub enum VideoPacket<'a> {
     /// Decoder configuration: AVCDecoderConfigurationRecord,
     /// HEVCDecoderConfigurationRecord, AV1CodecConfigurationRecord or
     /// VPCodecConfigurationRecord.
-    SequenceHeader { codec: VideoCodec, config: &'a [u8] },
+    SequenceHeader {
+        codec: VideoCodec,
+        config: &'a [u8],
+    },
     /// Coded frame data (for AVC/HEVC: length-prefixed NAL units).
     /// Presentation time = message timestamp + `composition_time_ms`.
     Frame {
@@ -149,11 +152,18 @@ pub enum VideoPacket<'a> {
         composition_time_ms: i32,
         data: &'a [u8],
     },
-    EndOfSequence { codec: VideoCodec },
+    EndOfSequence {
+        codec: VideoCodec,
+    },
     /// E-RTMP VideoPacketType.Metadata: AMF-encoded (e.g. colorInfo).
-    Metadata { data: &'a [u8] },
+    Metadata {
+        data: &'a [u8],
+    },
     /// E-RTMP MPEG2TSSequenceStart (AV1 video descriptor).
-    Mpeg2TsSequenceStart { codec: VideoCodec, data: &'a [u8] },
+    Mpeg2TsSequenceStart {
+        codec: VideoCodec,
+        data: &'a [u8],
+    },
     /// Video info / command frame: 0 start of seek, 1 end of seek.
     Command(u8),
     Unsupported(UnsupportedVideo),
@@ -192,9 +202,9 @@ pub fn parse_video(body: &[u8]) -> Result<VideoTag<'_>, FlvError> {
             return Ok(tag(VideoPacket::Command(c)));
         }
         if codec_id != 7 {
-            return Ok(tag(VideoPacket::Unsupported(UnsupportedVideo::LegacyCodec(
-                codec_id,
-            ))));
+            return Ok(tag(VideoPacket::Unsupported(
+                UnsupportedVideo::LegacyCodec(codec_id),
+            )));
         }
         let h = body.get(1..5).ok_or(FlvError::Truncated(WHAT))?;
         let data = &body[5..];
@@ -343,12 +353,23 @@ impl fmt::Display for UnsupportedAudio {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioPacket<'a> {
     /// AAC: AudioSpecificConfig; Opus: the identification header.
-    SequenceHeader { codec: AudioCodec, config: &'a [u8] },
+    SequenceHeader {
+        codec: AudioCodec,
+        config: &'a [u8],
+    },
     /// One raw frame (AAC: without ADTS header).
-    Frame { codec: AudioCodec, data: &'a [u8] },
-    EndOfSequence { codec: AudioCodec },
+    Frame {
+        codec: AudioCodec,
+        data: &'a [u8],
+    },
+    EndOfSequence {
+        codec: AudioCodec,
+    },
     /// E-RTMP AudioPacketType.MultichannelConfig, unparsed.
-    MultichannelConfig { codec: AudioCodec, data: &'a [u8] },
+    MultichannelConfig {
+        codec: AudioCodec,
+        data: &'a [u8],
+    },
     Unsupported(UnsupportedAudio),
 }
 
@@ -498,7 +519,10 @@ mod tests {
             parse_video(&[0x17, 3, 0, 0, 0]),
             Err(FlvError::InvalidAvcPacketType(3))
         );
-        assert_eq!(parse_video(&[0x17, 1, 0]), Err(FlvError::Truncated("video")));
+        assert_eq!(
+            parse_video(&[0x17, 1, 0]),
+            Err(FlvError::Truncated("video"))
+        );
         assert_eq!(parse_video(&[]), Err(FlvError::Empty("video")));
     }
 
@@ -571,11 +595,15 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_video(&[0x84, b'a', b'v', b'0', b'1', 2, 0]).unwrap().packet,
+            parse_video(&[0x84, b'a', b'v', b'0', b'1', 2, 0])
+                .unwrap()
+                .packet,
             VideoPacket::Metadata { data: &[2, 0] }
         );
         assert_eq!(
-            parse_video(&[0x95, b'a', b'v', b'0', b'1', 7]).unwrap().packet,
+            parse_video(&[0x95, b'a', b'v', b'0', b'1', 7])
+                .unwrap()
+                .packet,
             VideoPacket::Mpeg2TsSequenceStart {
                 codec: VideoCodec::Av1,
                 data: &[7]
@@ -599,7 +627,10 @@ mod tests {
             parse_video(&[0x96, 0]).unwrap().packet,
             VideoPacket::Unsupported(UnsupportedVideo::PacketType(6))
         );
-        assert_eq!(parse_video(&[0x90, b'a']), Err(FlvError::Truncated("video")));
+        assert_eq!(
+            parse_video(&[0x90, b'a']),
+            Err(FlvError::Truncated("video"))
+        );
     }
 
     #[test]
@@ -640,14 +671,18 @@ mod tests {
         );
         // Enhanced: Opus sequence start and frame, FLAC unsupported.
         assert_eq!(
-            parse_audio(&[0x90, b'O', b'p', b'u', b's', 1]).unwrap().packet,
+            parse_audio(&[0x90, b'O', b'p', b'u', b's', 1])
+                .unwrap()
+                .packet,
             AudioPacket::SequenceHeader {
                 codec: AudioCodec::Opus,
                 config: &[1]
             }
         );
         assert_eq!(
-            parse_audio(&[0x91, b'O', b'p', b'u', b's', 0xfc]).unwrap().packet,
+            parse_audio(&[0x91, b'O', b'p', b'u', b's', 0xfc])
+                .unwrap()
+                .packet,
             AudioPacket::Frame {
                 codec: AudioCodec::Opus,
                 data: &[0xfc]

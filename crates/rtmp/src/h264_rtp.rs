@@ -35,11 +35,12 @@ impl Default for H264Packetizer {
 }
 
 impl H264Packetizer {
-    /// `max_payload`: bytes of RTP payload per packet (at least 3 are used so
-    /// FU-A fragments carry data). STAP-A aggregation is on.
+    /// `max_payload`: bytes of RTP payload per packet, kept within 3 (so
+    /// FU-A fragments carry data) and 65535 (STAP-A sizes are 16-bit).
+    /// STAP-A aggregation is on.
     pub fn new(max_payload: usize) -> Self {
         H264Packetizer {
-            max_payload: max_payload.max(3),
+            max_payload: max_payload.clamp(3, 0xFFFF),
             stap_a: true,
         }
     }
@@ -202,11 +203,7 @@ mod tests {
         assert_eq!(packets[0].payload[0], 0x60 | STAP_A);
         assert!(packets.iter().all(|p| p.payload.len() <= 1200));
         assert!(packets.iter().all(|p| p.timestamp == 9000));
-        assert_eq!(
-            packets.iter().filter(|p| p.marker).count(),
-            1,
-            "one marker"
-        );
+        assert_eq!(packets.iter().filter(|p| p.marker).count(), 1, "one marker");
         assert!(packets.last().unwrap().marker);
         // FU indicator keeps F/NRI, FU header the type with S/E.
         assert_eq!(packets[1].payload[0], 0x60 | FU_A);
@@ -255,6 +252,9 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(rtp_timestamp_90khz(1000), 90_000);
-        assert_eq!(rtp_timestamp_90khz(u64::from(u32::MAX)), u32::MAX.wrapping_mul(90));
+        assert_eq!(
+            rtp_timestamp_90khz(u64::from(u32::MAX)),
+            u32::MAX.wrapping_mul(90)
+        );
     }
 }

@@ -256,10 +256,9 @@ impl Config {
         let rtmp_listen = match cli.rtmp_listen.or(file.rtmp_listen).as_deref() {
             None => Some(SocketAddr::from(([127, 0, 0, 1], 1935))),
             Some("off") => None,
-            Some(a) => Some(
-                a.parse()
-                    .map_err(|e| format!("--rtmp-listen {a}: {e} (an address like 0.0.0.0:1935, or off)"))?,
-            ),
+            Some(a) => Some(a.parse().map_err(|e| {
+                format!("--rtmp-listen {a}: {e} (an address like 0.0.0.0:1935, or off)")
+            })?),
         };
         let public_addr = match cli.public_addr.or(file.public_addr) {
             Some(a) => a,

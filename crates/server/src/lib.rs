@@ -9,6 +9,7 @@ mod dispatch;
 pub mod geo;
 pub mod node;
 mod placement;
+mod rtmp;
 pub mod token;
 pub mod web;
 pub mod worker;

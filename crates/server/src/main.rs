@@ -50,7 +50,7 @@ fn run(config: Config) -> Result<(), String> {
     let public = config.public_addr;
     let node = Node::start(config)?;
     tracing::info!(
-        "MediaMesh ready: HTTP http://{} (demo: http://{}/demo/), media UDP {} (candidate {})",
+        "MediaMesh ready: HTTP http://{} (demo: http://{}/demo/), media UDP {} (candidate {}), RTMP {}",
         node.http_addr,
         node.http_addr,
         node.media_addr,
@@ -58,7 +58,9 @@ fn run(config: Config) -> Result<(), String> {
             node.media_addr
         } else {
             public
-        }
+        },
+        node.rtmp_addr
+            .map_or("off".to_owned(), |a| format!("rtmp://{a}/live/STREAM-KEY"))
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

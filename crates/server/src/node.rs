@@ -49,6 +49,8 @@ fn size_buffers(udp: &std::net::UdpSocket) {
 pub struct Node {
     pub http_addr: SocketAddr,
     pub media_addr: SocketAddr,
+    /// RTMP ingest, when on.
+    pub rtmp_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     http_thread: Option<JoinHandle<Result<(), String>>>,
     media_thread: Option<JoinHandle<Result<(), String>>>,
@@ -69,6 +71,21 @@ impl Node {
         http.set_nonblocking(true)
             .map_err(|e| format!("HTTP socket: {e}"))?;
         let http_addr = http.local_addr().map_err(|e| format!("HTTP socket: {e}"))?;
+        let rtmp = match config.rtmp_listen {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr).map_err(|e| {
+                    format!("cannot bind RTMP {addr}: {e} (--rtmp-listen off turns RTMP off)")
+                })?;
+                l.set_nonblocking(true)
+                    .map_err(|e| format!("RTMP socket: {e}"))?;
+                Some(l)
+            }
+            None => None,
+        };
+        let rtmp_addr = match &rtmp {
+            Some(l) => Some(l.local_addr().map_err(|e| format!("RTMP socket: {e}"))?),
+            None => None,
+        };
         // A media port of 0 is only known now: advertise the real one.
         let mut config = config;
         if config.public_addr.port() == 0 {
@@ -123,6 +140,31 @@ impl Node {
             Err(_) => return Err("the media thread ended while joining the cluster".into()),
         }
 
+        if let Some(listener) = rtmp {
+            let state = crate::rtmp::RtmpState {
+                secret: config.secret.clone(),
+                worker: cmd_tx.clone(),
+            };
+            // Detached: it ends with the process (sessions end with the worker).
+            std::thread::Builder::new()
+                .name("rtmp".into())
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => return tracing::error!("RTMP runtime: {e}"),
+                    };
+                    rt.block_on(async move {
+                        match tokio::net::TcpListener::from_std(listener) {
+                            Ok(l) => crate::rtmp::serve(l, state).await,
+                            Err(e) => tracing::error!("RTMP socket: {e}"),
+                        }
+                    });
+                })
+                .map_err(|e| format!("cannot start the RTMP thread: {e}"))?;
+        }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let http_thread = std::thread::Builder::new()
             .name("http".into())
@@ -161,6 +203,7 @@ impl Node {
         Ok(Node {
             http_addr,
             media_addr,
+            rtmp_addr,
             stop: Some(stop_tx),
             http_thread: Some(http_thread),
             media_thread: Some(media_thread),

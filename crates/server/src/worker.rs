@@ -387,6 +387,9 @@ impl Worker {
         match event {
             SessionEvent::Connected => {
                 tracing::info!(session = %conn.id, room = %conn.room, peer = %conn.peer_name, "connected");
+                if let Some(peer) = conn.peer {
+                    self.sfu.set_peer_connected(peer, true);
+                }
             }
             SessionEvent::WantsTrack { mid, .. } if conn.sdk.is_some() => {
                 self.sdk_on_sender_line(key, mid, now);

@@ -129,6 +129,8 @@ impl Worker {
         let peer = self
             .sfu
             .add_peer(RoomId::new(&caller.app, &caller.room), &peer_name);
+        // Until ICE and DTLS are up (SessionEvent::Connected).
+        self.sfu.set_peer_connected(peer, false);
         let answer_etag = format!("\"{}\"", session.local_ufrag());
         let key = self.insert_conn(session, Some(peer), &caller, peer_name, None);
         let id = self

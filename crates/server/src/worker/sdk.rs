@@ -340,6 +340,11 @@ impl Worker {
             return;
         };
         conn.peer = Some(peer);
+        let connected = conn.session.is_connected();
+        self.sfu.set_peer_connected(peer, connected);
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
         conn.room = join.room.clone();
         conn.peer_name = join.peer.clone();
         if let Some(sdk) = conn.sdk.as_mut() {
