@@ -220,3 +220,101 @@ impl Converter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0x8c, 0x68];
+    const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+
+    /// An FLV AVC sequence header tag body with one SPS and one PPS.
+    fn sequence_header() -> Vec<u8> {
+        let mut b = vec![0x17, 0, 0, 0, 0]; // keyframe, AVC, packet type 0, cts 0
+        b.extend_from_slice(&[1, SPS[1], SPS[2], SPS[3], 0xff, 0xe1]);
+        b.extend_from_slice(&(SPS.len() as u16).to_be_bytes());
+        b.extend_from_slice(SPS);
+        b.push(1);
+        b.extend_from_slice(&(PPS.len() as u16).to_be_bytes());
+        b.extend_from_slice(PPS);
+        b
+    }
+
+    /// A frame tag body: one NAL unit of `nal_type`, 4-byte length prefix.
+    fn frame(key: bool, cts: i32, nal_type: u8, len: usize) -> Vec<u8> {
+        let mut b = vec![if key { 0x17 } else { 0x27 }, 1];
+        b.extend_from_slice(&cts.to_be_bytes()[1..]);
+        let mut nal = vec![0x60 | nal_type];
+        nal.resize(len, 0xab);
+        b.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        b.extend_from_slice(&nal);
+        b
+    }
+
+    #[test]
+    fn h264_keyframes_carry_the_parameter_sets_and_timestamps_follow_rtmp_time() {
+        let now = Instant::now();
+        let mut c = Converter::new();
+        // Frames before the sequence header are skipped, not errors.
+        assert!(c.video(0, &frame(true, 0, 5, 100), now).unwrap().is_empty());
+        assert!(c.video(0, &sequence_header(), now).unwrap().is_empty());
+        let key = c.video(1000, &frame(true, 0, 5, 3000), now).unwrap();
+        // STAP-A (SPS, PPS), then FU-A fragments of the IDR slice.
+        assert!(key.len() >= 3, "{}", key.len());
+        assert!(key[0].keyframe && key[0].payload[0] & 0x1f == 24);
+        assert!(key
+            .iter()
+            .all(|p| p.timestamp == 90_000 && p.codec == Codec::H264));
+        assert!(key.last().is_some_and(|p| p.marker));
+        assert!(key.iter().rev().skip(1).all(|p| !p.marker));
+        let delta = c.video(1040, &frame(false, 0, 1, 200), now).unwrap();
+        assert_eq!(delta.len(), 1);
+        assert!(!delta[0].keyframe);
+        assert_eq!(delta[0].timestamp, 1040 * 90);
+        let seqs: Vec<u64> = key.iter().chain(&delta).map(|p| p.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    }
+
+    #[test]
+    fn b_frames_are_refused_but_a_constant_composition_offset_is_not() {
+        let now = Instant::now();
+        let mut c = Converter::new();
+        c.video(0, &sequence_header(), now).unwrap();
+        // A constant offset of one frame: presentation times still rise.
+        for (i, ts) in [0u64, 40, 80].into_iter().enumerate() {
+            let r = c.video(ts, &frame(i == 0, 40, if i == 0 { 5 } else { 1 }, 50), now);
+            assert!(r.is_ok(), "{r:?}");
+        }
+        // Decode order I P B: the B-frame's presentation time goes back.
+        let mut c = Converter::new();
+        c.video(0, &sequence_header(), now).unwrap();
+        c.video(0, &frame(true, 0, 5, 50), now).unwrap();
+        c.video(40, &frame(false, 80, 1, 50), now).unwrap();
+        assert!(matches!(
+            c.video(80, &frame(false, 0, 1, 50), now),
+            Err(IngestError::BFrames)
+        ));
+        assert!(IngestError::BFrames.to_string().contains("-bf 0"));
+    }
+
+    #[test]
+    fn other_codecs_and_garbage_are_clear_errors() {
+        let now = Instant::now();
+        let mut c = Converter::new();
+        // Sorenson H.263 video, MP3 audio.
+        let e = c.video(0, &[0x22, 0, 0], now).unwrap_err();
+        assert!(e.to_string().contains("H.263"), "{e}");
+        let e = c.audio(0, &[0x2f, 0, 0], now).unwrap_err();
+        assert!(e.to_string().contains("MP3"), "{e}");
+        assert!(matches!(
+            c.video(0, &[], now),
+            Err(IngestError::Malformed(_))
+        ));
+        assert!(matches!(
+            c.video(0, &[0x17, 0, 0, 0, 0, 9], now),
+            Err(IngestError::Malformed(_))
+        ));
+        // Audio frames before the AAC configuration are skipped.
+        assert!(c.audio(0, &[0xaf, 1, 1, 2, 3], now).unwrap().is_empty());
+    }
+}
