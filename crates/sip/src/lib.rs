@@ -1,0 +1,1 @@
+//! SIP (being written).
