@@ -122,8 +122,8 @@ pub struct Cli {
     pub cluster_lease_ms: Option<u64>,
 
     /// Run as a gateway: serve the public API (tokens, WHIP, WHEP, SDK) and place each new
-    /// session on a media node of the cluster (nearest zone, least loaded); no sessions here
-    /// [default: false].
+    /// session on a media node of the cluster (nearest zone, least loaded); no sessions here,
+    /// no media port [default: false].
     #[arg(long, env = "MEDIAMESH_GATEWAY")]
     pub gateway: Option<bool>,
 

@@ -60,8 +60,15 @@ impl Node {
     /// Binds the HTTP and media sockets (port 0 picks a free one) and starts
     /// serving. Fails with a message a person can act on.
     pub fn start(config: Config) -> Result<Node, String> {
-        let udp = std::net::UdpSocket::bind(config.media_listen)
-            .map_err(|e| format!("cannot bind media UDP {}: {e}", config.media_listen))?;
+        // A gateway hosts no sessions: its worker's socket is an ephemeral
+        // loopback one nobody is told about (--media-listen is not used).
+        let media_listen = if config.load.gateway {
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            config.media_listen
+        };
+        let udp = std::net::UdpSocket::bind(media_listen)
+            .map_err(|e| format!("cannot bind media UDP {media_listen}: {e}"))?;
         udp.set_nonblocking(true)
             .map_err(|e| format!("media socket: {e}"))?;
         size_buffers(&udp);
