@@ -14,15 +14,38 @@
 //! HE-AAC decodes as its AAC-LC core at half rate, without the SBR high band),
 //! [`resample`] (a streaming windowed-sinc resampler and channel mixing) and
 //! [`opus`] (encoding and decoding via `opus-pure`, a port of libopus).
+//!
+//! For SIP telephony: [`g711`] (PCMU/PCMA) and [`g722`] codecs, [`dtmf`] (RFC 4733
+//! telephone events), a [`jitter`] buffer, packet loss concealment ([`plc`]), an
+//! N-1 [`mix`]er with RFC 6464 levels, and the pipelines of [`phone`]:
+//!
+//! ```text
+//! PhoneToRoom: RTP payloads ─JitterBuffer─▶ G.711/G.722/Opus decode or conceal ─▶ 48 kHz ─▶ Opus
+//! RoomToPhone: 48 kHz mix ─▶ 8/16/48 kHz ─▶ PCMU/PCMA/G.722/Opus RTP payloads (20 ms)
+//! ```
 
 pub mod aac;
+pub mod dtmf;
+pub mod g711;
+pub mod g722;
+pub mod jitter;
+pub mod mix;
 pub mod opus;
+pub mod phone;
+pub mod plc;
 pub mod resample;
 
 use std::collections::VecDeque;
 
 pub use aac::{AacDecoder, AudioSpecificConfig};
+pub use dtmf::{Digit, DtmfPacket, DtmfReceiver, DtmfSender, TelephoneEvent};
+pub use g711::G711Law;
+pub use g722::{G722Decoder, G722Encoder};
+pub use jitter::{Frame, JitterBuffer, JitterConfig, JitterStats, Pushed, RtpAudioPacket};
+pub use mix::{audio_level, soft_clip, Mixer, MIX_FRAME_SAMPLES};
 pub use opus::{OpusConfig, OpusDecoder, OpusEncoder, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE};
+pub use phone::{PhoneCodec, PhonePacket, PhoneToRoom, PhoneToRoomStats, RoomToPhone};
+pub use plc::Plc;
 pub use resample::{AudioConverter, Resampler};
 
 /// Errors of this crate.

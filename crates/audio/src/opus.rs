@@ -155,4 +155,50 @@ impl OpusDecoder {
             .map_err(|e| AudioError::Decode(e.to_string()))?;
         Ok(self.out[..n * usize::from(self.channels)].to_vec())
     }
+
+    /// Conceals `samples` lost samples per channel (a multiple of 2.5 ms, at most
+    /// 120 ms) with the decoder's own packet loss concealment.
+    pub fn conceal(&mut self, samples: usize) -> Result<Vec<f32>, AudioError> {
+        let n = self.decode_limited(&[], samples, false)?;
+        Ok(self.out[..n * usize::from(self.channels)].to_vec())
+    }
+
+    /// Recovers `samples` lost samples per channel (the frame before `next_packet`)
+    /// from the in-band FEC of `next_packet`, concealing where it carries none. The
+    /// next packet itself must still be decoded afterwards.
+    pub fn decode_fec(
+        &mut self,
+        next_packet: &[u8],
+        samples: usize,
+    ) -> Result<Vec<f32>, AudioError> {
+        let n = self.decode_limited(next_packet, samples, true)?;
+        Ok(self.out[..n * usize::from(self.channels)].to_vec())
+    }
+
+    fn decode_limited(
+        &mut self,
+        packet: &[u8],
+        samples: usize,
+        fec: bool,
+    ) -> Result<usize, AudioError> {
+        if samples == 0 || samples > 5760 || !samples.is_multiple_of(120) {
+            return Err(AudioError::InvalidArgument(format!(
+                "{samples} samples is not a whole number of 2.5 ms up to 120 ms"
+            )));
+        }
+        let out = &mut self.out[..samples * usize::from(self.channels)];
+        if fec {
+            self.inner.decode_fec(packet, samples, out)
+        } else {
+            self.inner.decode(packet, samples, out)
+        }
+        .map_err(|e| AudioError::Decode(e.to_string()))
+    }
+
+    /// Forgets the stream (a new encoder on the other side).
+    pub fn reset(&mut self) -> Result<(), AudioError> {
+        self.inner
+            .reset_state()
+            .map_err(|e| AudioError::Decode(e.to_string()))
+    }
 }
