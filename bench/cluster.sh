@@ -31,7 +31,7 @@ start_node() {
   local name=$1 host=$2; shift 2
   local http; http=$(port "$host")
   "${pin_node[@]}" target/release/mediamesh --node-id "$name" --http-listen "$host:$http" \
-    --media-listen "$host:0" --rtmp-listen off --secret "$SECRET" "$@" 2>"/tmp/mediamesh-cluster-bench-$name.log" &
+    --media-listen "$host:0" --rtmp-listen off --sip-listen off --secret "$SECRET" "$@" 2>"/tmp/mediamesh-cluster-bench-$name.log" &
   local pid=$!
   for _ in $(seq 100); do
     curl -sf "http://$host:$http/healthz" >/dev/null 2>&1 && break

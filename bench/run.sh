@@ -24,7 +24,7 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
 fi
 LOG=$(mktemp /tmp/mediamesh-bench-server.XXXXXX.log)
 "${pin_server[@]}" target/release/mediamesh --http-listen "127.0.0.1:$HTTP" \
-  --media-listen "127.0.0.1:$MEDIA" --rtmp-listen off --secret "$SECRET" 2>"$LOG" &
+  --media-listen "127.0.0.1:$MEDIA" --rtmp-listen off --sip-listen off --secret "$SECRET" 2>"$LOG" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do

@@ -2,7 +2,8 @@
 # Installs what the end-to-end tests (tests/e2e) need, only what is missing.
 # Idempotent and fast when everything is present (a few dpkg/stamp checks).
 #   apt:  openssl (certificates for the cluster TLS test), Chromium, fonts, GStreamer with
-#         webrtcbin and its Python bindings, ffmpeg (an RTMP publisher)
+#         webrtcbin and its Python bindings, ffmpeg (an RTMP publisher), SIPp and baresip
+#         (SIP phones)
 #   npm:  tests/e2e/node_modules from package-lock.json (npm ci), then
 #         tests/e2e/build/atm0s-sdk.js: the atm0s SDK bundled for the browser (esbuild)
 #         sdk/: npm ci + npm run build (our SDK; dist/mediamesh-sdk.js for the pages)
@@ -27,6 +28,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-nice python3-gst-1.0 gir1.2-gst-plugins-bad-1.0
   ffmpeg
+  sip-tester baresip-core
 )
 
 # python3 used for the venv: the first python3 on PATH if it can make venvs,

@@ -58,6 +58,7 @@ STATE=${MULTI_ZONE_STATE_DIR:-${TMPDIR:-/tmp}/mediamesh-multi-zone}
 HTTP_PORT=${MULTI_ZONE_HTTP_PORT:-3000}
 MEDIA_PORT=${MULTI_ZONE_MEDIA_PORT:-3001}
 RTMP_PORT=${MULTI_ZONE_RTMP_PORT:-1935}
+SIP_PORT=${MULTI_ZONE_SIP_PORT:-5060}
 CLUSTER_PORT=${MULTI_ZONE_CLUSTER_PORT:-7447}
 GEOIP=${MULTI_ZONE_GEOIP:-auto}
 WAIT_S=${MULTI_ZONE_WAIT_S:-30}
@@ -145,12 +146,12 @@ node_args() {
     *-m2) ARGS+=(--cluster-connect "$(link "$zone-gw")" --cluster-connect "$(link "$zone-m1")") ;;
   esac
   # RTMP ingest goes straight to a media node (rtmp://ADDR:1935/live/KEY).
-  [[ "$node" == *-gw ]] || ARGS+=(--rtmp-listen "$addr:$RTMP_PORT")
+  [[ "$node" == *-gw ]] || ARGS+=(--rtmp-listen "$addr:$RTMP_PORT" --sip-listen "$addr:$SIP_PORT")
   if [[ "$node" == *-gw ]]; then
     # A gateway serves the public API and places sessions. Proxies on this machine
     # are believed about the client's address (X-Forwarded-For), as a load
     # balancer would be.
-    ARGS+=(--gateway true --trusted-proxies 127.0.0.1 --rtmp-listen off)
+    ARGS+=(--gateway true --trusted-proxies 127.0.0.1 --rtmp-listen off --sip-listen off)
     [[ -n "$GEOIP_DB" ]] && ARGS+=(--geoip-db "$GEOIP_DB")
   fi
   [[ "$node" == *-gw ]] || ARGS+=(${MEDIA_ARGS[@]+"${MEDIA_ARGS[@]}"})

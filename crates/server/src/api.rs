@@ -252,9 +252,10 @@ fn parse_kind(kind: &str) -> Result<TokenKind, ApiError> {
         "whep" => Ok(TokenKind::Whep),
         "webrtc" => Ok(TokenKind::Webrtc),
         "rtmp" => Ok(TokenKind::Rtmp),
+        "sip" => Ok(TokenKind::Sip),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("no token kind `{kind}` (whip, whep, webrtc, rtmp)"),
+            format!("no token kind `{kind}` (whip, whep, webrtc, rtmp, sip)"),
         )),
     }
 }

@@ -49,6 +49,11 @@ pub struct Cli {
     #[arg(long, env = "MEDIAMESH_RTMP_LISTEN")]
     pub rtmp_listen: Option<String>,
 
+    /// SIP (UDP): phones call sip:ROOM@HOST:PORT with a sip token in the X-MediaMesh-Token
+    /// header; RTP on ephemeral ports of the same address; or "off" [default: 127.0.0.1:5060].
+    #[arg(long, env = "MEDIAMESH_SIP_LISTEN")]
+    pub sip_listen: Option<String>,
+
     /// Address peers are told to send media to (the ICE candidate), when it differs from
     /// --media-listen (a 0.0.0.0 bind, NAT, a container) [default: the media listen address].
     #[arg(long, env = "MEDIAMESH_PUBLIC_ADDR")]
@@ -163,6 +168,7 @@ struct FileConfig {
     http_listen: Option<SocketAddr>,
     media_listen: Option<SocketAddr>,
     rtmp_listen: Option<String>,
+    sip_listen: Option<String>,
     public_addr: Option<SocketAddr>,
     secret: Option<String>,
     app_id: Option<String>,
@@ -194,6 +200,8 @@ pub struct Config {
     pub media_listen: SocketAddr,
     /// RTMP ingest; `None`: off.
     pub rtmp_listen: Option<SocketAddr>,
+    /// SIP (UDP); `None`: off.
+    pub sip_listen: Option<SocketAddr>,
     pub public_addr: SocketAddr,
     pub secret: String,
     pub app_id: String,
@@ -259,6 +267,21 @@ impl Config {
             Some(a) => Some(a.parse().map_err(|e| {
                 format!("--rtmp-listen {a}: {e} (an address like 0.0.0.0:1935, or off)")
             })?),
+        };
+        let sip_listen = match cli.sip_listen.or(file.sip_listen).as_deref() {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 5060))),
+            Some("off") => None,
+            Some(a) => {
+                let addr: SocketAddr = a.parse().map_err(|e| {
+                    format!("--sip-listen {a}: {e} (an address like 203.0.113.7:5060, or off)")
+                })?;
+                if addr.ip().is_unspecified() {
+                    return Err(format!(
+                        "--sip-listen {a}: give the concrete address phones reach (it goes into SDP and Via)"
+                    ));
+                }
+                Some(addr)
+            }
         };
         let public_addr = match cli.public_addr.or(file.public_addr) {
             Some(a) => a,
@@ -381,6 +404,7 @@ impl Config {
             http_listen,
             media_listen,
             rtmp_listen,
+            sip_listen,
             public_addr,
             secret,
             app_id,

@@ -10,6 +10,7 @@ pub mod geo;
 pub mod node;
 mod placement;
 mod rtmp;
+mod sip;
 pub mod token;
 pub mod web;
 pub mod worker;

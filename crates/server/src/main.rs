@@ -50,7 +50,7 @@ fn run(config: Config) -> Result<(), String> {
     let public = config.public_addr;
     let node = Node::start(config)?;
     tracing::info!(
-        "MediaMesh ready: HTTP http://{} (demo: http://{}/demo/), media UDP {} (candidate {}), RTMP {}",
+        "MediaMesh ready: HTTP http://{} (demo: http://{}/demo/), media UDP {} (candidate {}), RTMP {}, SIP {}",
         node.http_addr,
         node.http_addr,
         node.media_addr,
@@ -60,7 +60,9 @@ fn run(config: Config) -> Result<(), String> {
             public
         },
         node.rtmp_addr
-            .map_or("off".to_owned(), |a| format!("rtmp://{a}/live/STREAM-KEY"))
+            .map_or("off".to_owned(), |a| format!("rtmp://{a}/live/STREAM-KEY")),
+        node.sip_addr
+            .map_or("off".to_owned(), |a| format!("sip:ROOM@{a} (UDP)"))
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -51,6 +51,8 @@ pub struct Node {
     pub media_addr: SocketAddr,
     /// RTMP ingest, when on.
     pub rtmp_addr: Option<SocketAddr>,
+    /// SIP (UDP), when on.
+    pub sip_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     http_thread: Option<JoinHandle<Result<(), String>>>,
     media_thread: Option<JoinHandle<Result<(), String>>>,
@@ -87,6 +89,21 @@ impl Node {
                     .map_err(|e| format!("RTMP socket: {e}"))?;
                 Some(l)
             }
+            None => None,
+        };
+        let sip = match config.sip_listen {
+            Some(addr) => {
+                let s = std::net::UdpSocket::bind(addr).map_err(|e| {
+                    format!("cannot bind SIP {addr}: {e} (--sip-listen off turns SIP off)")
+                })?;
+                s.set_nonblocking(true)
+                    .map_err(|e| format!("SIP socket: {e}"))?;
+                Some(s)
+            }
+            None => None,
+        };
+        let sip_addr = match &sip {
+            Some(s) => Some(s.local_addr().map_err(|e| format!("SIP socket: {e}"))?),
             None => None,
         };
         let rtmp_addr = match &rtmp {
@@ -172,6 +189,31 @@ impl Node {
                 })
                 .map_err(|e| format!("cannot start the RTMP thread: {e}"))?;
         }
+        if let Some(socket) = sip {
+            let state = crate::sip::SipState {
+                secret: config.secret.clone(),
+                worker: cmd_tx.clone(),
+            };
+            // Detached like the RTMP thread.
+            std::thread::Builder::new()
+                .name("sip".into())
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => return tracing::error!("SIP runtime: {e}"),
+                    };
+                    rt.block_on(async move {
+                        match tokio::net::UdpSocket::from_std(socket) {
+                            Ok(s) => crate::sip::serve(s, state).await,
+                            Err(e) => tracing::error!("SIP socket: {e}"),
+                        }
+                    });
+                })
+                .map_err(|e| format!("cannot start the SIP thread: {e}"))?;
+        }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let http_thread = std::thread::Builder::new()
             .name("http".into())
@@ -211,6 +253,7 @@ impl Node {
             http_addr,
             media_addr,
             rtmp_addr,
+            sip_addr,
             stop: Some(stop_tx),
             http_thread: Some(http_thread),
             media_thread: Some(media_thread),

@@ -164,6 +164,7 @@ impl Connection {
             .send(Command::IngestStart {
                 caller,
                 peer: peer.clone(),
+                listen: None,
                 reply: tx,
             })
             .await;

@@ -21,6 +21,8 @@ pub enum TokenKind {
     Webrtc,
     /// An RTMP stream key: publish into the room as the peer.
     Rtmp,
+    /// A phone's call into the room (SIP header `X-MediaMesh-Token`).
+    Sip,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

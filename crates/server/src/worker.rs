@@ -24,6 +24,7 @@ use crate::call::{ApiCall, ApiResult};
 pub use cluster::{NodeView, RoomView};
 use mediamesh_cluster::{CallError, Cluster};
 
+pub use ingest::Listen;
 pub use load::LoadConfig;
 pub use sdk::SdkState;
 
@@ -95,6 +96,8 @@ pub enum Command {
     IngestStart {
         caller: Caller,
         peer: String,
+        /// Hear the room's loudest other speakers (phones).
+        listen: Option<ingest::Listen>,
         reply: oneshot::Sender<Result<u64, WorkerError>>,
     },
     /// A packet of an ingest's audio or video (by its codec).
@@ -104,6 +107,15 @@ pub enum Command {
     },
     IngestStop {
         id: u64,
+    },
+    /// A message on a room's message channel from a peer without an SDK
+    /// session (a phone's DTMF digits on `dtmf`).
+    RoomMessage {
+        app: String,
+        room: String,
+        label: String,
+        peer: String,
+        data: Vec<u8>,
     },
     /// A room as this node sees it (its peers and the other nodes').
     RoomView {
@@ -451,6 +463,10 @@ impl Worker {
                 receiver,
                 packet,
             } => {
+                if self.ingests.has_peer(peer) {
+                    self.ingest_hears(peer, receiver, packet);
+                    return;
+                }
                 if let Some(key) = self.by_peer.get(&peer).copied() {
                     if let Some(conn) = self.conns.get_mut(&key) {
                         conn.session.send_media(receiver, &packet);
@@ -477,7 +493,11 @@ impl Worker {
                     self.sdk_room_event(key, event);
                 }
             }
-            Output::MixerSlot { peer, slot, source } => self.mixer_slot(peer, slot, source, now),
+            Output::MixerSlot { peer, slot, source } => {
+                if !self.ingest_mixer_slot(peer, slot, source.clone(), now) {
+                    self.mixer_slot(peer, slot, source, now);
+                }
+            }
             Output::RoomChanged { room } => self.cluster_room_changed(room),
             Output::PublisherCap { peer, track, bps } => {
                 tracing::debug!(%peer, %track, ?bps, "publisher bitrate cap");
@@ -545,12 +565,20 @@ impl Worker {
             Command::IngestStart {
                 caller,
                 peer,
+                listen,
                 reply,
             } => {
-                let _ = reply.send(self.ingest_start(&caller, &peer, now));
+                let _ = reply.send(self.ingest_start(&caller, &peer, listen, now));
             }
             Command::IngestMedia { id, packet } => self.ingest_media(id, packet, now),
             Command::IngestStop { id } => self.ingest_stop(id, now),
+            Command::RoomMessage {
+                app,
+                room,
+                label,
+                peer,
+                data,
+            } => self.room_message(&app, &room, &label, &peer, data),
             Command::Stats { reply } => {
                 let mut s = self.stats;
                 s.sessions = self.conns.len();

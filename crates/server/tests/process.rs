@@ -75,6 +75,8 @@ fn start(secret: &str) -> Server {
             &media.to_string(),
             "--rtmp-listen",
             "127.0.0.1:0",
+            "--sip-listen",
+            "127.0.0.1:0",
             "--secret",
             secret,
         ])

@@ -96,6 +96,7 @@ export class MediaMesh {
       this.httpPort = await freeTcpPort(this.host);
       this.mediaPort = await freeUdpPort(this.host);
       this.rtmpPort = await freeTcpPort(this.host);
+      this.sipPort = await freeUdpPort(this.host);
     }
     this.exited = null;
     mkdirSync(LOG_DIR, { recursive: true });
@@ -109,6 +110,7 @@ export class MediaMesh {
     const args = ['--http-listen', `${this.host}:${this.httpPort}`,
       '--media-listen', `${this.host}:${this.mediaPort}`,
       '--rtmp-listen', `${this.host}:${this.rtmpPort}`,
+      '--sip-listen', `${this.host}:${this.sipPort}`,
       ...(this.secret ? ['--secret', this.secret] : []), ...extraArgs];
     this.cmdline = `${MEDIAMESH_BIN} ${args.join(' ')}`;
     this.proc = spawn(MEDIAMESH_BIN, args, {

@@ -99,11 +99,12 @@ test('multi-zone example: run.sh forms 2 zones x (gateway + 2 media nodes); gate
   const mediaPort = await commonPort(HOSTS, ['udp'], taken); taken.push(mediaPort);
   // Every node listens for cluster links (TCP) and RTT echoes (UDP); media nodes for RTMP.
   const clusterPort = await commonPort(HOSTS, ['tcp', 'udp'], taken); taken.push(clusterPort);
-  const rtmpPort = await commonPort(HOSTS, ['tcp'], taken);
+  const rtmpPort = await commonPort(HOSTS, ['tcp'], taken); taken.push(rtmpPort);
+  const sipPort = await commonPort(HOSTS, ['udp'], taken);
   const env = {
     MEDIAMESH_BIN, MULTI_ZONE_STATE_DIR: state, MULTI_ZONE_WAIT_S: '20', MULTI_ZONE_STOP_WAIT_S: '5',
     MULTI_ZONE_HTTP_PORT: String(httpPort), MULTI_ZONE_MEDIA_PORT: String(mediaPort), MULTI_ZONE_CLUSTER_PORT: String(clusterPort),
-    MULTI_ZONE_RTMP_PORT: String(rtmpPort),
+    MULTI_ZONE_RTMP_PORT: String(rtmpPort), MULTI_ZONE_SIP_PORT: String(sipPort),
     // The script makes its own secrets; none from the test's environment, nor limits.
     MEDIAMESH_SECRET: '', MEDIAMESH_CLUSTER_SECRET: '', MULTI_ZONE_MEDIA_ARGS: '',
   };

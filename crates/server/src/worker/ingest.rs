@@ -6,13 +6,33 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use mediamesh_core::{MediaKind, MediaPacket, PeerId, RoomId, TrackId};
+use mediamesh_core::{
+    Codec, MediaKind, MediaPacket, MixerConfig, MixerMode, PeerId, ReceiverId, ReceiverSource,
+    RoomId, TrackId, TrackRef,
+};
+use tokio::sync::mpsc;
 
 use super::{Caller, Worker, WorkerError};
+
+/// An ingest that also hears the room (a phone): the core's mixer puts the
+/// loudest other speakers on its slots, and their packets go to `tx` as
+/// (slot, packet) for the driver to decode and mix.
+#[derive(Debug)]
+pub struct Listen {
+    pub slots: usize,
+    pub tx: mpsc::Sender<(usize, MediaPacket)>,
+}
+
+#[derive(Debug)]
+struct Hearing {
+    receivers: Vec<ReceiverId>,
+    tx: mpsc::Sender<(usize, MediaPacket)>,
+}
 
 #[derive(Debug)]
 pub(super) struct Ingest {
     peer: PeerId,
+    hearing: Option<Hearing>,
     room: String,
     peer_name: String,
     audio: Option<TrackId>,
@@ -23,11 +43,16 @@ pub(super) struct Ingest {
 pub(super) struct Ingests {
     next: u64,
     live: HashMap<u64, Ingest>,
+    by_peer: HashMap<PeerId, u64>,
 }
 
 impl Ingests {
     pub(super) fn len(&self) -> usize {
         self.live.len()
+    }
+
+    pub(super) fn has_peer(&self, peer: PeerId) -> bool {
+        self.by_peer.contains_key(&peer)
     }
 }
 
@@ -39,6 +64,7 @@ impl Worker {
         &mut self,
         caller: &Caller,
         peer_name: &str,
+        listen: Option<Listen>,
         now: Instant,
     ) -> Result<u64, WorkerError> {
         if self.draining {
@@ -60,10 +86,42 @@ impl Worker {
             .add_peer(RoomId::new(&caller.app, &caller.room), peer_name);
         self.ingests.next += 1;
         let id = self.ingests.next;
+        let hearing = match listen {
+            Some(l) => {
+                let receivers = (0..l.slots)
+                    .filter_map(|_| {
+                        self.sfu
+                            .add_receiver(
+                                peer,
+                                MediaKind::Audio,
+                                vec![Codec::Opus],
+                                ReceiverSource::Detached,
+                                now,
+                            )
+                            .ok()
+                    })
+                    .collect();
+                let config = MixerConfig {
+                    mode: MixerMode::Auto,
+                    slots: l.slots,
+                    sources: Vec::new(),
+                };
+                if let Err(e) = self.sfu.set_mixer(peer, config, now) {
+                    tracing::warn!(ingest = id, "ingest mixer: {e}");
+                }
+                Some(Hearing {
+                    receivers,
+                    tx: l.tx,
+                })
+            }
+            None => None,
+        };
+        self.ingests.by_peer.insert(peer, id);
         self.ingests.live.insert(
             id,
             Ingest {
                 peer,
+                hearing,
                 room: caller.room.clone(),
                 peer_name: peer_name.to_owned(),
                 audio: None,
@@ -118,8 +176,53 @@ impl Worker {
         let Some(ingest) = self.ingests.live.remove(&id) else {
             return;
         };
+        self.ingests.by_peer.remove(&ingest.peer);
         let _ = self.sfu.remove_peer(ingest.peer, now);
         tracing::info!(ingest = id, room = %ingest.room, peer = %ingest.peer_name, "ingest ended");
         self.process(now);
+    }
+
+    /// The core put a track on (or took one off) a listening ingest's mixer
+    /// slot: its receiver follows. False when `peer` is no ingest.
+    pub(super) fn ingest_mixer_slot(
+        &mut self,
+        peer: PeerId,
+        slot: usize,
+        source: Option<TrackRef>,
+        now: Instant,
+    ) -> bool {
+        let Some(id) = self.ingests.by_peer.get(&peer) else {
+            return false;
+        };
+        let receiver = self
+            .ingests
+            .live
+            .get(id)
+            .and_then(|i| i.hearing.as_ref())
+            .and_then(|h| h.receivers.get(slot).copied());
+        if let Some(r) = receiver {
+            let want = match source {
+                Some(s) => ReceiverSource::Track {
+                    peer: s.peer,
+                    track: s.track,
+                },
+                None => ReceiverSource::Detached,
+            };
+            let _ = self.sfu.set_receiver_source(r, want, now);
+        }
+        true
+    }
+
+    /// A packet the core sends to a listening ingest's receiver.
+    pub(super) fn ingest_hears(&mut self, peer: PeerId, receiver: ReceiverId, packet: MediaPacket) {
+        let Some(id) = self.ingests.by_peer.get(&peer) else {
+            return;
+        };
+        if let Some(h) = self.ingests.live.get(id).and_then(|i| i.hearing.as_ref()) {
+            if let Some(slot) = h.receivers.iter().position(|r| *r == receiver) {
+                // A driver that falls behind loses packets, not the worker.
+                let _ = h.tx.try_send((slot, packet));
+            }
+        }
     }
 }

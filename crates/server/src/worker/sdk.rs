@@ -1025,32 +1025,45 @@ impl Worker {
             Some(A::StartPub(_)) => ok(r::Action::StartPub(r::StartPublish {})),
             Some(A::StopPub(_)) => ok(r::Action::StopPub(r::StopPublish {})),
             Some(A::Pub(p)) => {
-                let to: Vec<Key> = self
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| {
-                        c.app == app
-                            && c.sdk.as_ref().is_some_and(|s| {
-                                s.joined.as_ref().is_some_and(|j| j.room == joined.room)
-                                    && s.subscribed.contains(&m.label)
-                            })
-                    })
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in to {
-                    let event = server_event::Event::MessageChannel(server_event::MessageChannel {
-                        label: m.label.clone(),
-                        event: Some(server_event::message_channel::Event::Message(
-                            server_event::message_channel::Message {
-                                peer: joined.peer.clone(),
-                                message: p.data.clone(),
-                            },
-                        )),
-                    });
-                    self.sdk_send(k, event);
-                }
+                self.room_message(&app, &joined.room, &m.label, &joined.peer, p.data);
                 ok(r::Action::Pub(r::Publish {}))
             }
+        }
+    }
+
+    /// Delivers a message on a room's channel `label` to every SDK session
+    /// of the room on this node that subscribed to it.
+    pub(super) fn room_message(
+        &mut self,
+        app: &str,
+        room: &str,
+        label: &str,
+        from: &str,
+        data: Vec<u8>,
+    ) {
+        let to: Vec<Key> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.app == app
+                    && c.sdk.as_ref().is_some_and(|s| {
+                        s.joined.as_ref().is_some_and(|j| j.room == room)
+                            && s.subscribed.iter().any(|l| l == label)
+                    })
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in to {
+            let event = server_event::Event::MessageChannel(server_event::MessageChannel {
+                label: label.to_owned(),
+                event: Some(server_event::message_channel::Event::Message(
+                    server_event::message_channel::Message {
+                        peer: from.to_owned(),
+                        message: data.clone(),
+                    },
+                )),
+            });
+            self.sdk_send(k, event);
         }
     }
 }

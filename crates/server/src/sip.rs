@@ -1,0 +1,213 @@
+//! SIP: phones and trunks call into rooms (`sip:ROOM@host`, with a token in
+//! the `X-MediaMesh-Token` header naming the room and the peer). The
+//! protocol is `mediamesh_sip::Endpoint` (sans-IO); this thread owns its UDP
+//! socket and one RTP socket per call, whose media task (`call.rs`) bridges
+//! the phone to the room as an ingest that hears the room.
+
+mod call;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mediamesh_audio::phone::PhoneCodec;
+use mediamesh_sip::endpoint::CallHandle;
+use mediamesh_sip::sdp::{self, AudioConfig, Codec as SdpCodec, Direction, LocalMedia};
+use mediamesh_sip::{Endpoint, EndpointConfig, EndpointEvent, Peer};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::unix_now;
+use crate::token::{self, TokenKind};
+use crate::worker::{Caller, Command, Listen};
+
+/// The header that carries a call's token.
+pub const TOKEN_HEADER: &str = "X-MediaMesh-Token";
+
+#[derive(Clone)]
+pub struct SipState {
+    pub secret: String,
+    pub worker: mpsc::Sender<Command>,
+}
+
+struct LiveCall {
+    ingest: Option<u64>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+fn phone_codec(c: SdpCodec) -> PhoneCodec {
+    match c {
+        SdpCodec::Opus => PhoneCodec::Opus,
+        SdpCodec::Pcmu => PhoneCodec::Pcmu,
+        SdpCodec::Pcma => PhoneCodec::Pcma,
+        SdpCodec::G722 => PhoneCodec::G722,
+    }
+}
+
+/// Serves SIP on `socket` until the runtime ends.
+pub async fn serve(socket: UdpSocket, state: SipState) {
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(e) => return tracing::error!("SIP socket: {e}"),
+    };
+    let cfg = EndpointConfig {
+        host: local.ip().to_string(),
+        port: local.port(),
+        user_agent: "MediaMesh".into(),
+        token_header: Some(TOKEN_HEADER.into()),
+        ..Default::default()
+    };
+    let mut ep = Endpoint::new(cfg, rand::random());
+    let mut calls: HashMap<CallHandle, LiveCall> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let wait = ep
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                match r {
+                    Ok((n, from)) => ep.handle_datagram(Peer::udp(from), &buf[..n], Instant::now()),
+                    Err(e) => tracing::debug!("SIP recv: {e}"),
+                }
+            }
+            _ = tokio::time::sleep(wait) => ep.handle_timeout(Instant::now()),
+        }
+        while let Some(event) = ep.poll_event() {
+            on_event(&mut ep, &mut calls, &state, local.ip(), event).await;
+        }
+        while let Some(t) = ep.poll_transmit() {
+            let bytes = t.message.to_bytes();
+            if let Err(e) = socket.send_to(&bytes, t.to.addr).await {
+                tracing::debug!(to = %t.to.addr, "SIP send: {e}");
+            }
+        }
+    }
+}
+
+async fn on_event(
+    ep: &mut Endpoint,
+    calls: &mut HashMap<CallHandle, LiveCall>,
+    state: &SipState,
+    ip: IpAddr,
+    event: EndpointEvent,
+) {
+    let now = Instant::now();
+    match event {
+        EndpointEvent::IncomingCall {
+            call,
+            room,
+            offer,
+            token,
+            source,
+            from,
+            ..
+        } => {
+            let refuse = |ep: &mut Endpoint, status: u16, why: &str| {
+                tracing::warn!(%room, from = %source.addr, "SIP call refused ({status}): {why}");
+                let _ = ep.reject(call, status, now);
+            };
+            let Some(token) = token else {
+                return refuse(ep, 403, "no X-MediaMesh-Token header");
+            };
+            let claims = match token::decode(&token, &state.secret, unix_now()) {
+                Ok(c) if c.kind == TokenKind::Sip && c.room == room => c,
+                Ok(_) => return refuse(ep, 403, "the token is not a sip token for this room"),
+                Err(e) => return refuse(ep, 403, &format!("bad token: {e}")),
+            };
+            let Some(offer) = offer else {
+                return refuse(ep, 488, "an INVITE without SDP offer");
+            };
+            let peer = claims.peer.clone().unwrap_or_else(|| {
+                from.uri
+                    .user
+                    .clone()
+                    .unwrap_or_else(|| format!("phone-{:06x}", rand::random::<u32>() & 0xff_ffff))
+            });
+            let rtp = match UdpSocket::bind(SocketAddr::new(ip, 0)).await {
+                Ok(s) => s,
+                Err(e) => return refuse(ep, 500, &format!("no RTP port: {e}")),
+            };
+            let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+            let local = LocalMedia {
+                address: ip,
+                port,
+                session_id: rand::random::<u32>().into(),
+                session_version: 1,
+                direction: Direction::SendRecv,
+            };
+            let (answer, neg) = match sdp::answer(&offer, &local, &AudioConfig::default()) {
+                Ok(a) => a,
+                Err(e) => return refuse(ep, 488, &format!("no common audio: {e}")),
+            };
+            let caller = Caller {
+                app: claims.sub.clone(),
+                room: claims.room.clone(),
+                peer: Some(peer.clone()),
+            };
+            let (hear_tx, hear_rx) = mpsc::channel(256);
+            let (tx, rx) = oneshot::channel();
+            let started = state
+                .worker
+                .send(Command::IngestStart {
+                    caller,
+                    peer: peer.clone(),
+                    listen: Some(Listen {
+                        slots: call::SLOTS,
+                        tx: hear_tx,
+                    }),
+                    reply: tx,
+                })
+                .await;
+            let ingest = match (started, rx.await) {
+                (Ok(()), Ok(Ok(id))) => id,
+                _ => return refuse(ep, 503, "the room cannot take the call now"),
+            };
+            if let Err(e) = ep.accept(call, &answer, now) {
+                tracing::warn!("SIP accept: {e}");
+                let _ = state.worker.send(Command::IngestStop { id: ingest }).await;
+                return;
+            }
+            tracing::info!(%room, %peer, from = %source.addr, codec = ?neg.codec, "SIP call answered");
+            let (stop_tx, stop_rx) = oneshot::channel();
+            let media = call::CallMedia {
+                ingest,
+                socket: rtp,
+                remote: neg.remote_rtp,
+                codec: phone_codec(neg.codec),
+                payload_type: neg.payload_type,
+                dtmf_payload_type: neg.dtmf_payload_type,
+                worker: state.worker.clone(),
+                hears: hear_rx,
+                app: claims.sub.clone(),
+                room: claims.room.clone(),
+                peer,
+            };
+            tokio::spawn(call::run(media, stop_rx));
+            calls.insert(
+                call,
+                LiveCall {
+                    ingest: Some(ingest),
+                    stop: Some(stop_tx),
+                },
+            );
+        }
+        EndpointEvent::Ended { call, reason } => {
+            if let Some(mut c) = calls.remove(&call) {
+                tracing::info!(?reason, "SIP call ended");
+                if let Some(stop) = c.stop.take() {
+                    let _ = stop.send(());
+                }
+                if let Some(id) = c.ingest.take() {
+                    let _ = state.worker.send(Command::IngestStop { id }).await;
+                }
+            }
+        }
+        EndpointEvent::RemoteSdp { hold, .. } => {
+            tracing::info!(hold, "SIP re-offer");
+        }
+        other => tracing::debug!(?other, "SIP"),
+    }
+}

@@ -1,0 +1,113 @@
+// SIP: a phone (SIPp) calls into a room.
+//  (1) SIPp (`sip/call-room.xml`) calls sip:ROOM@server with a sip token in
+//      X-MediaMesh-Token, offers G.711 A-law + telephone-event, plays SIPp's A-law speech
+//      pcap, then DTMF 2, 4, 7 (RFC 4733), then BYE. A Chromium WHEP viewer of the room
+//      receives the phone's audio with energy (inbound-rtp audioLevel); an @mediamesh/sdk
+//      peer in the room gets the digits on the room's `dtmf` message channel, from the
+//      phone's peer; after the BYE the room no longer has the phone.
+//  (2) Malformed SIP gets a 400 with a reason, and the server still answers OPTIONS and
+//      calls; a call without a token is refused with 403.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { join } from 'node:path';
+import { useChromium } from '../lib/fixtures.js';
+import { E2E_DIR } from '../lib/server.js';
+import { startProcess } from '../lib/proc.js';
+import { waitFor, statsOf, sessionContext } from '../lib/media.js';
+import { ensureOurBundle, openOurPage, mmContext } from '../lib/mediamesh-sdk.js';
+
+const chromium = useChromium({ pages: true });
+before(() => { ensureOurBundle(); });
+const SCENARIO = join(E2E_DIR, 'sip', 'call-room.xml');
+
+/** Sends one UDP datagram to the server's SIP port and returns the first answer (text), or null. */
+function sipExchange(server, text, timeoutMs = 3000) {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    const done = (v) => { clearTimeout(t); s.close(); resolve(v); };
+    const t = setTimeout(() => done(null), timeoutMs);
+    s.on('message', (m) => done(m.toString()));
+    s.bind(0, server.host, () => s.send(Buffer.from(text), server.sipPort, server.host));
+  });
+}
+
+const roomView = async (server, room) => (await fetch(`${server.base}/api/rooms/${room}`, { headers: { Authorization: `Bearer ${server.secret}` } })).json();
+
+test('sip: SIPp calls a room with G.711 and DTMF; a WHEP viewer hears it, an SDK peer gets the digits, BYE removes the phone', { timeout: 120000 }, async () => {
+  await chromium.withMediaMesh('sip', {}, async (server, open) => {
+    const room = 'room-sip';
+    // An SDK peer listening on the room's dtmf channel (it publishes nothing).
+    const sdk = await openOurPage(open, chromium.web, 'sdk');
+    const wtoken = await server.token('webrtc', room, 'agent');
+    const joined = await sdk.evaluate((o) => window.mm2.join(o), { url: server.base, token: wtoken, room, peer: 'agent', publish: false });
+    assert.equal(joined.state, 'connected');
+    await sdk.evaluate(() => window.mm2.openChannel('dtmf'));
+
+    const token = await server.token('sip', room, 'phone1');
+    const sipp = startProcess('sipp', ['-sf', SCENARIO, '-s', room, '-key', 'token', token, '-m', '1',
+      '-i', server.host, '-mi', server.host, '-p', '0', '-mp', '0', '-nostdin', '-trace_err', `${server.host}:${server.sipPort}`],
+    { label: 'sipp' });
+    const ctx = async () => sipp.describe() + (await mmContext(sdk, { pageLog: false }));
+    try {
+      await waitFor('the phone in the room with an audio track', () => roomView(server, room),
+        (v) => (v.peers || []).some((p) => p.peer === 'phone1' && (p.tracks || []).some((t) => t.kind === 'audio')), { context: ctx });
+      const viewer = await open.harness('viewer');
+      const vtoken = await server.token('whep', room);
+      await viewer.evaluate((o) => window.mm.view(o), { name: 'V', endpoint: `${server.base}/whep/endpoint`, token: vtoken });
+      await waitFor('the WHEP viewer to receive the phone\'s audio', () => statsOf(viewer, 'V'),
+        (st) => st?.audio?.totalSamplesReceived > 48000, { timeoutMs: 15000, context: async () => (await sessionContext(viewer, 'V')) + await ctx() });
+      const heard = await waitFor('energy in the phone\'s audio at the viewer (speech: RMS over -50 dBFS)',
+        () => viewer.evaluate(() => window.mm.energy('V', { ms: 1000 })), (e) => e.rmsDb > -50,
+        { timeoutMs: 8000, intervalMs: 0, context: async () => (await sessionContext(viewer, 'V')) + await ctx() });
+      console.log(`METRIC sip_phone_audio_rms_dbfs=${heard.rmsDb.toFixed(1)}`);
+      await waitFor('the SDK peer to get DTMF 2, 4, 7 from phone1 on the dtmf channel', () => sdk.evaluate(() => window.mm2.received('dtmf')),
+        (got) => got.map((m) => `${m.peer}:${m.text}`).join(',') === 'phone1:2,phone1:4,phone1:7', { timeoutMs: 20000, context: ctx });
+      const r = await Promise.race([sipp.done, new Promise((res) => setTimeout(() => res(null), 15000))]);
+      assert.ok(r && r.code === 0, `SIPp ends its call with BYE/200 (exit ${JSON.stringify(r && r.code)})` + sipp.describe());
+      await waitFor('the phone to leave the room after BYE', () => roomView(server, room), (v) => !(v.peers || []).some((p) => p.peer === 'phone1'), { context: ctx });
+    } finally {
+      await sipp.stop('SIGKILL', 1000);
+    }
+  });
+});
+
+test('sip: malformed messages get 400 and change nothing; OPTIONS is answered; a call without a token gets 403', { timeout: 60000 }, async () => {
+  await chromium.withMediaMesh('sip-bad', {}, async (server) => {
+    const host = server.host;
+    const branch = () => `z9hG4bK${Math.random().toString(36).slice(2)}`;
+    const ok = (tag, callId) => `From: <sip:a@${host}>;tag=${tag}\r\nTo: <sip:room@${host}>\r\nCall-ID: ${callId}\r\n`;
+    // Without the headers a response is built from there is nobody to answer: dropped.
+    for (const [what, text] of [
+      ['garbage', 'this is not sip\r\n\r\n'],
+      ['binary', '\u0000\u0001\u00ff\u00fe'.repeat(40)],
+      ['missing headers', `INVITE sip:room@${host} SIP/2.0\r\nVia: SIP/2.0/UDP ${host}:1;rport;branch=${branch()}\r\nContent-Length: 0\r\n\r\n`],
+    ]) {
+      const answer = await sipExchange(server, text, 1000);
+      assert.ok(answer === null || /^SIP\/2\.0 400 /.test(answer), `${what}: nothing or a 400, got ${JSON.stringify(answer)}`);
+    }
+    // With them: 400 and the reason.
+    for (const [what, text] of [
+      ['bad Max-Forwards', `OPTIONS sip:room@${host} SIP/2.0\r\nVia: SIP/2.0/UDP ${host}:1;rport;branch=${branch()}\r\n${ok(1, 'x1')}CSeq: 1 OPTIONS\r\nMax-Forwards: many\r\nContent-Length: 0\r\n\r\n`],
+      ['bad Content-Length', `OPTIONS sip:room@${host} SIP/2.0\r\nVia: SIP/2.0/UDP ${host}:1;rport;branch=${branch()}\r\n${ok(2, 'x2')}CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: -5\r\n\r\n`],
+      ['CSeq method mismatch', `OPTIONS sip:room@${host} SIP/2.0\r\nVia: SIP/2.0/UDP ${host}:1;rport;branch=${branch()}\r\n${ok(3, 'x3')}CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n`],
+    ]) {
+      const answer = await sipExchange(server, text);
+      assert.match(answer || '', /^SIP\/2\.0 400 \S/, `${what}: a 400 with a reason, got ${JSON.stringify(answer)}`);
+      console.log(`# ${what}: ${answer.split('\r\n')[0]}`);
+    }
+    const options = `OPTIONS sip:room@${host}:${server.sipPort} SIP/2.0\r\nVia: SIP/2.0/UDP ${host}:1;rport;branch=${branch()}\r\nFrom: <sip:a@${host}>;tag=1\r\nTo: <sip:room@${host}>\r\nCall-ID: opt1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n`;
+    assert.match(await sipExchange(server, options) || '', /^SIP\/2\.0 200 /, 'OPTIONS still answered 200');
+    const sdp = `v=0\r\no=x 1 1 IN IP4 ${host}\r\ns=-\r\nc=IN IP4 ${host}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n`;
+    const invite = `INVITE sip:room@${host}:${server.sipPort} SIP/2.0\r\nVia: SIP/2.0/UDP ${host}:1;rport;branch=${branch()}\r\nFrom: <sip:a@${host}>;tag=2\r\nTo: <sip:room@${host}>\r\nCall-ID: inv1\r\nCSeq: 1 INVITE\r\nContact: <sip:a@${host}:1>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: ${sdp.length}\r\n\r\n${sdp}`;
+    const refused = await new Promise((resolve) => {
+      const s = dgram.createSocket('udp4');
+      const got = [];
+      const t = setTimeout(() => { s.close(); resolve(got); }, 3000);
+      s.on('message', (m) => { got.push(m.toString()); if (/^SIP\/2\.0 [3-6]\d\d/.test(m.toString())) { clearTimeout(t); s.close(); resolve(got); } });
+      s.bind(0, host, () => s.send(Buffer.from(invite), server.sipPort, host));
+    });
+    assert.ok(refused.some((m) => /^SIP\/2\.0 403 /.test(m)), `an INVITE without a token: ${JSON.stringify(refused.map((m) => m.split('\r\n')[0]))}`);
+    assert.match(server.tail.text(), /SIP call refused \(403\)/);
+  });
+});
