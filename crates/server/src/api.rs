@@ -45,6 +45,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Locates clients for placement (gateways with a GeoIP database).
     pub geo: Option<Arc<GeoDb>>,
+    /// Dial-out requests to the SIP thread (`None`: SIP is off).
+    pub sip_dial: Option<mpsc::Sender<crate::sip::Dial>>,
 }
 
 /// An error a person can act on: a status and a one-line reason.
@@ -105,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/token/{kind}", post(create_token))
         .route("/api/node", get(node_view))
         .route("/api/rooms/{room}", get(room_view))
+        .route("/api/sip/dial", post(sip_dial))
         .route(
             "/whip/endpoint",
             post(|State(s), c, h, b| create(s, Role::Publish, c, h, b)),
@@ -584,4 +587,78 @@ async fn sdk_restart_ice(
         request,
     };
     sdk_reply("restart-ice", dispatch(&state, call, client).await?)
+}
+
+#[derive(Deserialize)]
+struct DialRequest {
+    room: String,
+    /// The callee's peer name in the room.
+    peer: String,
+    /// Whom to call: `sip:user@host:port`.
+    to: String,
+    /// Where to send the INVITE (`host:port`, an address): a trunk or proxy;
+    /// default: the target's host and port.
+    via: Option<String>,
+    /// Credentials for the trunk's digest challenge.
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// `POST /api/sip/dial` (app secret): calls a SIP URI; the callee joins the
+/// room as `peer` when it answers. `202 {"call": n}` once the INVITE is sent.
+async fn sip_dial(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    check_app_secret(&state, &headers)?;
+    let req: DialRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected JSON {{room, peer, to, via?, username?, password?}}: {e}"),
+        )
+    })?;
+    let Some(tx) = state.sip_dial.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SIP is off on this node (--sip-listen)",
+        ));
+    };
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    if req.room.is_empty() || req.peer.is_empty() {
+        return Err(bad("room and peer are required".into()));
+    }
+    let target = mediamesh_sip::Uri::parse(&req.to).map_err(|e| bad(format!("to: {e}")))?;
+    let next_hop: std::net::SocketAddr = match &req.via {
+        Some(v) => v
+            .parse()
+            .map_err(|e| bad(format!("via {v}: {e} (an address host:port)")))?,
+        None => target.socket_addr().ok_or_else(|| {
+            bad(format!(
+                "to {}: the host must be an IP address (or give via)",
+                req.to
+            ))
+        })?,
+    };
+    let credentials = match (req.username, req.password) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        _ => return Err(bad("username and password go together".into())),
+    };
+    let (reply, rx) = oneshot::channel();
+    let dial = crate::sip::Dial {
+        caller: Caller {
+            app: state.config.app_id.clone(),
+            room: req.room,
+            peer: Some(req.peer),
+        },
+        target,
+        next_hop,
+        credentials,
+        reply,
+    };
+    let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the SIP thread stopped");
+    tx.send(dial).await.map_err(|_| unavailable())?;
+    let call = rx.await.map_err(|_| unavailable())?.map_err(bad)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "call": call }))).into_response())
 }

@@ -189,6 +189,8 @@ impl Node {
                 })
                 .map_err(|e| format!("cannot start the RTMP thread: {e}"))?;
         }
+        let (dial_tx, dial_rx) = mpsc::channel::<crate::sip::Dial>(16);
+        let sip_dial = sip.is_some().then_some(dial_tx);
         if let Some(socket) = sip {
             let state = crate::sip::SipState {
                 secret: config.secret.clone(),
@@ -207,7 +209,7 @@ impl Node {
                     };
                     rt.block_on(async move {
                         match tokio::net::UdpSocket::from_std(socket) {
-                            Ok(s) => crate::sip::serve(s, state).await,
+                            Ok(s) => crate::sip::serve(s, state, dial_rx).await,
                             Err(e) => tracing::error!("SIP socket: {e}"),
                         }
                     });
@@ -228,6 +230,7 @@ impl Node {
                     worker: cmd_tx.clone(),
                     draining: draining.clone(),
                     geo,
+                    sip_dial,
                 };
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(http)

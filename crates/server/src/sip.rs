@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use mediamesh_audio::phone::PhoneCodec;
 use mediamesh_sip::endpoint::CallHandle;
-use mediamesh_sip::sdp::{self, AudioConfig, Codec as SdpCodec, Direction, LocalMedia};
-use mediamesh_sip::{Endpoint, EndpointConfig, EndpointEvent, Peer};
+use mediamesh_sip::sdp::{
+    self, AudioConfig, Codec as SdpCodec, Direction, LocalMedia, Negotiated, SessionDescription,
+};
+use mediamesh_sip::{DialOptions, Endpoint, EndpointConfig, EndpointEvent, Peer, Uri};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,6 +35,25 @@ pub struct SipState {
 struct LiveCall {
     ingest: Option<u64>,
     stop: Option<oneshot::Sender<()>>,
+    /// A call we dialled, until it is answered: its RTP socket and offer.
+    dialled: Option<Dialled>,
+}
+
+struct Dialled {
+    rtp: UdpSocket,
+    offer: SessionDescription,
+    caller: Caller,
+    peer: String,
+}
+
+/// `POST /api/sip/dial`: call `target` (through `next_hop`) and bring the
+/// callee into the room as `caller.peer` when it answers.
+pub struct Dial {
+    pub caller: Caller,
+    pub target: Uri,
+    pub next_hop: SocketAddr,
+    pub credentials: Option<(String, String)>,
+    pub reply: oneshot::Sender<Result<u64, String>>,
 }
 
 fn phone_codec(c: SdpCodec) -> PhoneCodec {
@@ -44,8 +65,9 @@ fn phone_codec(c: SdpCodec) -> PhoneCodec {
     }
 }
 
-/// Serves SIP on `socket` until the runtime ends.
-pub async fn serve(socket: UdpSocket, state: SipState) {
+/// Serves SIP on `socket` (and dial requests from the API) until the
+/// runtime ends.
+pub async fn serve(socket: UdpSocket, state: SipState, mut dials: mpsc::Receiver<Dial>) {
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => return tracing::error!("SIP socket: {e}"),
@@ -74,6 +96,10 @@ pub async fn serve(socket: UdpSocket, state: SipState) {
                 }
             }
             _ = tokio::time::sleep(wait) => ep.handle_timeout(Instant::now()),
+            Some(d) = dials.recv() => {
+                let r = dial(&mut ep, &mut calls, local.ip(), d.caller, d.target, d.next_hop, d.credentials).await;
+                let _ = d.reply.send(r);
+            }
         }
         while let Some(event) = ep.poll_event() {
             on_event(&mut ep, &mut calls, &state, local.ip(), event).await;
@@ -147,62 +173,48 @@ async fn on_event(
                 room: claims.room.clone(),
                 peer: Some(peer.clone()),
             };
-            let (hear_tx, hear_rx) = mpsc::channel(256);
-            let (tx, rx) = oneshot::channel();
-            let started = state
-                .worker
-                .send(Command::IngestStart {
-                    caller,
-                    peer: peer.clone(),
-                    listen: Some(Listen {
-                        slots: call::SLOTS,
-                        tx: hear_tx,
-                    }),
-                    reply: tx,
-                })
-                .await;
-            let ingest = match (started, rx.await) {
-                (Ok(()), Ok(Ok(id))) => id,
-                _ => return refuse(ep, 503, "the room cannot take the call now"),
+            let Some(live) = start_media(state, caller, peer.clone(), rtp, &neg).await else {
+                return refuse(ep, 503, "the room cannot take the call now");
             };
             if let Err(e) = ep.accept(call, &answer, now) {
                 tracing::warn!("SIP accept: {e}");
-                let _ = state.worker.send(Command::IngestStop { id: ingest }).await;
+                end(state, live).await;
                 return;
             }
             tracing::info!(%room, %peer, from = %source.addr, codec = ?neg.codec, "SIP call answered");
-            let (stop_tx, stop_rx) = oneshot::channel();
-            let media = call::CallMedia {
-                ingest,
-                socket: rtp,
-                remote: neg.remote_rtp,
-                codec: phone_codec(neg.codec),
-                payload_type: neg.payload_type,
-                dtmf_payload_type: neg.dtmf_payload_type,
-                worker: state.worker.clone(),
-                hears: hear_rx,
-                app: claims.sub.clone(),
-                room: claims.room.clone(),
-                peer,
+            calls.insert(call, live);
+        }
+        EndpointEvent::Answered { call, answer } => {
+            let Some(d) = calls.get_mut(&call).and_then(|c| c.dialled.take()) else {
+                return;
             };
-            tokio::spawn(call::run(media, stop_rx));
-            calls.insert(
-                call,
-                LiveCall {
-                    ingest: Some(ingest),
-                    stop: Some(stop_tx),
-                },
-            );
+            let neg = match answer
+                .as_ref()
+                .map(|a| sdp::negotiated_from_answer(&d.offer, a))
+            {
+                Some(Ok(n)) => n,
+                other => {
+                    tracing::warn!(?other, "SIP dial-out: no usable answer; hanging up");
+                    calls.remove(&call);
+                    let _ = ep.hangup(call, now);
+                    return;
+                }
+            };
+            tracing::info!(room = %d.caller.room, peer = %d.peer, codec = ?neg.codec, "SIP dial-out answered");
+            match start_media(state, d.caller, d.peer, d.rtp, &neg).await {
+                Some(live) => {
+                    calls.insert(call, live);
+                }
+                None => {
+                    calls.remove(&call);
+                    let _ = ep.hangup(call, now);
+                }
+            }
         }
         EndpointEvent::Ended { call, reason } => {
-            if let Some(mut c) = calls.remove(&call) {
+            if let Some(c) = calls.remove(&call) {
                 tracing::info!(?reason, "SIP call ended");
-                if let Some(stop) = c.stop.take() {
-                    let _ = stop.send(());
-                }
-                if let Some(id) = c.ingest.take() {
-                    let _ = state.worker.send(Command::IngestStop { id }).await;
-                }
+                end(state, c).await;
             }
         }
         EndpointEvent::RemoteSdp { hold, .. } => {
@@ -210,4 +222,113 @@ async fn on_event(
         }
         other => tracing::debug!(?other, "SIP"),
     }
+}
+
+/// The call's peer joins the room (an ingest that hears the room) and its
+/// media task starts. `None` when the worker refuses.
+async fn start_media(
+    state: &SipState,
+    caller: Caller,
+    peer: String,
+    rtp: UdpSocket,
+    neg: &Negotiated,
+) -> Option<LiveCall> {
+    let (hear_tx, hear_rx) = mpsc::channel(256);
+    let (tx, rx) = oneshot::channel();
+    let (app, room) = (caller.app.clone(), caller.room.clone());
+    state
+        .worker
+        .send(Command::IngestStart {
+            caller,
+            peer: peer.clone(),
+            listen: Some(Listen {
+                slots: call::SLOTS,
+                tx: hear_tx,
+            }),
+            reply: tx,
+        })
+        .await
+        .ok()?;
+    let ingest = rx.await.ok()?.ok()?;
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let media = call::CallMedia {
+        ingest,
+        socket: rtp,
+        remote: neg.remote_rtp,
+        codec: phone_codec(neg.codec),
+        payload_type: neg.payload_type,
+        dtmf_payload_type: neg.dtmf_payload_type,
+        worker: state.worker.clone(),
+        hears: hear_rx,
+        app,
+        room,
+        peer,
+    };
+    tokio::spawn(call::run(media, stop_rx));
+    Some(LiveCall {
+        ingest: Some(ingest),
+        stop: Some(stop_tx),
+        dialled: None,
+    })
+}
+
+/// A call is over: its media task stops and its peer leaves the room.
+async fn end(state: &SipState, mut c: LiveCall) {
+    if let Some(stop) = c.stop.take() {
+        let _ = stop.send(());
+    }
+    if let Some(id) = c.ingest.take() {
+        let _ = state.worker.send(Command::IngestStop { id }).await;
+    }
+}
+
+/// Sends an INVITE with our offer; the callee joins when it answers.
+async fn dial(
+    ep: &mut Endpoint,
+    calls: &mut HashMap<CallHandle, LiveCall>,
+    ip: IpAddr,
+    caller: Caller,
+    target: Uri,
+    next_hop: SocketAddr,
+    credentials: Option<(String, String)>,
+) -> Result<u64, String> {
+    let peer = caller.peer.clone().ok_or("the callee needs a peer name")?;
+    let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))
+        .await
+        .map_err(|e| format!("no RTP port: {e}"))?;
+    let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+    let local = LocalMedia {
+        address: ip,
+        port,
+        session_id: rand::random::<u32>().into(),
+        session_version: 1,
+        direction: Direction::SendRecv,
+    };
+    let offer = sdp::offer(&local, &AudioConfig::default());
+    let opts = DialOptions {
+        target: target.clone(),
+        next_hop: Peer::udp(next_hop),
+        from_user: caller.room.clone(),
+        from_display: Some("MediaMesh".into()),
+        credentials,
+        headers: Vec::new(),
+    };
+    let call = ep
+        .dial(opts, &offer, Instant::now())
+        .map_err(|e| e.to_string())?;
+    tracing::info!(room = %caller.room, %peer, %target, %next_hop, "SIP dial-out");
+    calls.insert(
+        call,
+        LiveCall {
+            ingest: None,
+            stop: None,
+            dialled: Some(Dialled {
+                rtp,
+                offer,
+                caller,
+                peer,
+            }),
+        },
+    );
+    Ok(call.0)
 }

@@ -63,6 +63,7 @@ async fn app() -> Router {
         worker: tx,
         draining: Arc::new(AtomicBool::new(false)),
         geo: None,
+        sip_dial: None,
     })
 }
 

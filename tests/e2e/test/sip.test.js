@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { join } from 'node:path';
 import { useChromium } from '../lib/fixtures.js';
-import { E2E_DIR } from '../lib/server.js';
+import { E2E_DIR, freeUdpPort } from '../lib/server.js';
 import { startProcess } from '../lib/proc.js';
 import { waitFor, statsOf, sessionContext } from '../lib/media.js';
 import { ensureOurBundle, openOurPage, mmContext } from '../lib/mediamesh-sdk.js';
@@ -109,5 +109,39 @@ test('sip: malformed messages get 400 and change nothing; OPTIONS is answered; a
     });
     assert.ok(refused.some((m) => /^SIP\/2\.0 403 /.test(m)), `an INVITE without a token: ${JSON.stringify(refused.map((m) => m.split('\r\n')[0]))}`);
     assert.match(server.tail.text(), /SIP call refused \(403\)/);
+  });
+});
+
+test('sip: POST /api/sip/dial calls a SIPp UAS; when it answers the callee joins the room', { timeout: 60000 }, async () => {
+  await chromium.withMediaMesh('sip-dial', {}, async (server) => {
+    const room = 'room-dial';
+    const uasPort = await freeUdpPort(server.host);
+    const uas = startProcess('sipp', ['-sn', 'uas', '-i', server.host, '-p', String(uasPort), '-mi', server.host, '-m', '1', '-nostdin', '-trace_err'],
+      { label: 'sipp uas' });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const r = await fetch(`${server.base}/api/sip/dial`, {
+        method: 'POST', headers: { Authorization: `Bearer ${server.secret}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ room, peer: 'callee1', to: `sip:service@${server.host}:${uasPort}` }),
+      });
+      const body = await r.text();
+      assert.equal(r.status, 202, `dial: ${r.status} ${body}`);
+      // SIPp's uas scenario answers and sends no RTP: the callee is in the room (its
+      // audio track appears with its first packet).
+      await waitFor('the callee in the room', () => roomView(server, room),
+        (v) => (v.peers || []).some((p) => p.peer === 'callee1'),
+        { timeoutMs: 10000, context: async () => uas.describe() });
+      assert.match(server.tail.text(), /SIP dial-out answered/);
+      // Bad requests: a clear 400, nothing dialled.
+      const bad = await fetch(`${server.base}/api/sip/dial`, {
+        method: 'POST', headers: { Authorization: `Bearer ${server.secret}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ room, peer: 'x', to: 'not a uri' }),
+      });
+      assert.equal(bad.status, 400, await bad.text());
+      const noAuth = await fetch(`${server.base}/api/sip/dial`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+      assert.equal(noAuth.status, 401);
+    } finally {
+      await uas.stop('SIGKILL', 1000);
+    }
   });
 });
