@@ -26,3 +26,27 @@ pub struct MediaPacket {
     pub arrival: Instant,
     pub payload: Arc<[u8]>,
 }
+
+impl MediaPacket {
+    /// An audio packet made by the server itself (transcoded or relayed
+    /// from a non-WebRTC source): every audio packet is a decodable start.
+    pub fn audio(
+        codec: Codec,
+        seq: u64,
+        timestamp: u32,
+        payload: Vec<u8>,
+        arrival: Instant,
+    ) -> Self {
+        MediaPacket {
+            codec,
+            seq,
+            timestamp,
+            marker: false,
+            keyframe: true,
+            audio_level: None,
+            dependency_descriptor: None,
+            arrival,
+            payload: Arc::from(payload),
+        }
+    }
+}

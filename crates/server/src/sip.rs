@@ -156,14 +156,7 @@ async fn on_event(
                 Ok(s) => s,
                 Err(e) => return refuse(ep, 500, &format!("no RTP port: {e}")),
             };
-            let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
-            let local = LocalMedia {
-                address: ip,
-                port,
-                session_id: rand::random::<u32>().into(),
-                session_version: 1,
-                direction: Direction::SendRecv,
-            };
+            let local = local_media(&rtp, ip);
             let (answer, neg) = match sdp::answer(&offer, &local, &AudioConfig::default()) {
                 Ok(a) => a,
                 Err(e) => return refuse(ep, 488, &format!("no common audio: {e}")),
@@ -296,14 +289,7 @@ async fn dial(
     let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))
         .await
         .map_err(|e| format!("no RTP port: {e}"))?;
-    let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
-    let local = LocalMedia {
-        address: ip,
-        port,
-        session_id: rand::random::<u32>().into(),
-        session_version: 1,
-        direction: Direction::SendRecv,
-    };
+    let local = local_media(&rtp, ip);
     let offer = sdp::offer(&local, &AudioConfig::default());
     let opts = DialOptions {
         target: target.clone(),
@@ -331,4 +317,15 @@ async fn dial(
         },
     );
     Ok(call.0)
+}
+
+/// Our side of a call's media: its RTP socket's port on `ip`.
+fn local_media(rtp: &UdpSocket, ip: IpAddr) -> LocalMedia {
+    LocalMedia {
+        address: ip,
+        port: rtp.local_addr().map(|a| a.port()).unwrap_or(0),
+        session_id: rand::random::<u32>().into(),
+        session_version: 1,
+        direction: Direction::SendRecv,
+    }
 }

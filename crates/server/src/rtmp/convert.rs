@@ -177,17 +177,13 @@ impl Converter {
                     .into_iter()
                     .map(|f| {
                         self.audio_seq += 1;
-                        MediaPacket {
-                            codec: Codec::Opus,
-                            seq: self.audio_seq,
-                            timestamp: f.rtp_timestamp,
-                            marker: false,
-                            keyframe: true,
-                            audio_level: None,
-                            dependency_descriptor: None,
-                            arrival: now,
-                            payload: Arc::from(f.data),
-                        }
+                        MediaPacket::audio(
+                            Codec::Opus,
+                            self.audio_seq,
+                            f.rtp_timestamp,
+                            f.data,
+                            now,
+                        )
                     })
                     .collect())
             }
@@ -201,17 +197,14 @@ impl Converter {
                 data,
             } => {
                 self.audio_seq += 1;
-                Ok(vec![MediaPacket {
-                    codec: Codec::Opus,
-                    seq: self.audio_seq,
-                    timestamp: (ts_ms * 48) as u32,
-                    marker: false,
-                    keyframe: true,
-                    audio_level: None,
-                    dependency_descriptor: None,
-                    arrival: now,
-                    payload: Arc::from(data),
-                }])
+                let ts = (ts_ms * 48) as u32;
+                Ok(vec![MediaPacket::audio(
+                    Codec::Opus,
+                    self.audio_seq,
+                    ts,
+                    data.to_vec(),
+                    now,
+                )])
             }
             AudioPacket::Unsupported(u) => Err(IngestError::AudioCodec(u.to_string())),
             AudioPacket::EndOfSequence { .. } | AudioPacket::MultichannelConfig { .. } => {

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mediamesh_audio::dtmf::DtmfReceiver;
@@ -145,17 +144,7 @@ pub async fn run(mut m: CallMedia, mut stop: oneshot::Receiver<()>) {
                     Ok(frames) => {
                         for f in frames {
                             seq += 1;
-                            let packet = MediaPacket {
-                                codec: Codec::Opus,
-                                seq,
-                                timestamp: f.rtp_timestamp,
-                                marker: false,
-                                keyframe: true,
-                                audio_level: None,
-                                dependency_descriptor: None,
-                                arrival: now,
-                                payload: Arc::from(f.data),
-                            };
+                            let packet = MediaPacket::audio(Codec::Opus, seq, f.rtp_timestamp, f.data, now);
                             if m.worker.send(Command::IngestMedia { id: m.ingest, packet }).await.is_err() {
                                 return;
                             }
