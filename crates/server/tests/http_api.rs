@@ -536,7 +536,7 @@ async fn bad_input_gets_clear_errors_and_disturbs_nothing() {
         (
             req(
                 Method::POST,
-                "/token/sip",
+                "/token/xmpp",
                 Some(SECRET),
                 Some("application/json"),
                 r#"{"room":"r","peer":"p","ttl":60}"#,
