@@ -103,6 +103,7 @@ pub async fn run(mut m: CallMedia, mut stop: oneshot::Receiver<()>) {
     let mut dtmf_ssrc: Option<u32> = None;
     let mut decoders: HashMap<usize, OpusDecoder> = HashMap::new();
     let mut mixer: Mixer<usize> = Mixer::new(SLOTS);
+    let mut pending = SlotFrames::default();
     let mut seq: u64 = 0;
     let mut out_seq: u16 = rand::random();
     let out_ssrc: u32 = rand::random();
@@ -152,8 +153,8 @@ pub async fn run(mut m: CallMedia, mut stop: oneshot::Receiver<()>) {
                     }
                     Err(e) => tracing::debug!("phone -> room: {e}"),
                 }
-                // Room -> phone: one 20 ms mix of what the slots brought.
-                mixer.clear();
+                // Room -> phone: decode what the slots brought, then mix one
+                // 20 ms frame of each slot.
                 while let Ok((slot, p)) = m.hears.try_recv() {
                     let dec = match decoders.entry(slot) {
                         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -163,8 +164,12 @@ pub async fn run(mut m: CallMedia, mut stop: oneshot::Receiver<()>) {
                         },
                     };
                     if let Ok(pcm) = dec.decode(&p.payload) {
-                        let _ = mixer.add(slot, &pcm[..pcm.len().min(FRAME)]);
+                        pending.push(slot, &pcm);
                     }
+                }
+                mixer.clear();
+                for (slot, frame) in pending.take_frames() {
+                    let _ = mixer.add(slot, &frame);
                 }
                 let pcm = mixer.mix_all();
                 let Some(to) = remote else { continue };
@@ -188,6 +193,43 @@ pub async fn run(mut m: CallMedia, mut stop: oneshot::Receiver<()>) {
     }
 }
 
+/// Frames to send before a slot's audio is dropped (its packets arrived in a
+/// burst larger than this buffers).
+const SLOT_BACKLOG: usize = 3;
+
+/// Decoded room audio waiting for the phone's 20 ms ticks, per slot: packets
+/// come in bursts (network, the worker's batching), the ticks do not, so each
+/// tick takes one frame of every slot and keeps the rest.
+#[derive(Debug, Default)]
+struct SlotFrames {
+    slots: HashMap<usize, std::collections::VecDeque<f32>>,
+}
+
+impl SlotFrames {
+    fn push(&mut self, slot: usize, pcm: &[f32]) {
+        let q = self.slots.entry(slot).or_default();
+        q.extend(pcm.iter().copied());
+        // A backlog beyond a few frames would only add delay: drop the oldest.
+        let max = SLOT_BACKLOG * FRAME;
+        if q.len() > max {
+            let extra = q.len() - max;
+            q.drain(..extra);
+        }
+    }
+
+    /// One frame of every slot that has a whole one.
+    fn take_frames(&mut self) -> Vec<(usize, Vec<f32>)> {
+        let mut out = Vec::new();
+        for (slot, q) in &mut self.slots {
+            if q.len() >= FRAME {
+                out.push((*slot, q.drain(..FRAME).collect()));
+            }
+        }
+        out.sort_by_key(|(s, _)| *s);
+        out
+    }
+}
+
 async fn send_digit(m: &CallMedia, digit: char) {
     tracing::info!(room = %m.room, peer = %m.peer, %digit, "DTMF");
     let _ = m
@@ -205,6 +247,36 @@ async fn send_digit(m: &CallMedia, digit: char) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_frames_smooth_bursts_and_bound_the_backlog() {
+        let mut f = SlotFrames::default();
+        assert!(f.take_frames().is_empty());
+        // Two frames of slot 0 in one burst, one of slot 1: one each per tick.
+        f.push(0, &[0.1; FRAME]);
+        f.push(0, &[0.2; FRAME]);
+        f.push(1, &[0.3; FRAME]);
+        let t1 = f.take_frames();
+        assert_eq!(t1.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [0, 1]);
+        assert!(t1[0].1.iter().all(|x| *x == 0.1));
+        let t2 = f.take_frames();
+        assert_eq!(t2.len(), 1);
+        assert!(t2[0].1.iter().all(|x| *x == 0.2));
+        assert!(f.take_frames().is_empty());
+        // Half frames wait for the rest; a long burst keeps only the newest.
+        f.push(2, &[0.5; FRAME / 2]);
+        assert!(f.take_frames().is_empty());
+        f.push(2, &[0.5; FRAME / 2]);
+        assert_eq!(f.take_frames().len(), 1);
+        for i in 0..10 {
+            f.push(3, &[i as f32; FRAME]);
+        }
+        let mut got = Vec::new();
+        while let Some((_, fr)) = f.take_frames().pop() {
+            got.push(fr[0]);
+        }
+        assert_eq!(got, [7.0, 8.0, 9.0]);
+    }
 
     #[test]
     fn rtp_headers_parse_and_garbage_does_not() {
