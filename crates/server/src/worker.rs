@@ -463,15 +463,16 @@ impl Worker {
                 receiver,
                 packet,
             } => {
-                if self.ingests.has_peer(peer) {
-                    self.ingest_hears(peer, receiver, packet);
-                    return;
-                }
-                if let Some(key) = self.by_peer.get(&peer).copied() {
-                    if let Some(conn) = self.conns.get_mut(&key) {
-                        conn.session.send_media(receiver, &packet);
-                        self.mark(key);
+                // WebRTC sessions first: one lookup per packet on the hot path;
+                // a peer without a session may be a listening ingest (a phone).
+                match self.by_peer.get(&peer).copied() {
+                    Some(key) => {
+                        if let Some(conn) = self.conns.get_mut(&key) {
+                            conn.session.send_media(receiver, &packet);
+                            self.mark(key);
+                        }
                     }
+                    None => self.ingest_hears(peer, receiver, packet),
                 }
             }
             Output::TrackLive { peer, track } => {

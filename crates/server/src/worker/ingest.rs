@@ -50,10 +50,6 @@ impl Ingests {
     pub(super) fn len(&self) -> usize {
         self.live.len()
     }
-
-    pub(super) fn has_peer(&self, peer: PeerId) -> bool {
-        self.by_peer.contains_key(&peer)
-    }
 }
 
 impl Worker {
