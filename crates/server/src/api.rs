@@ -629,21 +629,33 @@ async fn sip_dial(
         return Err(bad("room and peer are required".into()));
     }
     let target = mediamesh_sip::Uri::parse(&req.to).map_err(|e| bad(format!("to: {e}")))?;
-    let next_hop: std::net::SocketAddr = match &req.via {
-        Some(v) => v
-            .parse()
-            .map_err(|e| bad(format!("via {v}: {e} (an address host:port)")))?,
-        None => target.socket_addr().ok_or_else(|| {
-            bad(format!(
-                "to {}: the host must be an IP address (or give via)",
-                req.to
-            ))
-        })?,
-    };
-    let credentials = match (req.username, req.password) {
+    let request_credentials = match (req.username, req.password) {
         (Some(u), Some(p)) => Some((u, p)),
         (None, None) => None,
         _ => return Err(bad("username and password go together".into())),
+    };
+    let trunk = state.config.sip.as_ref().and_then(|s| s.trunk.as_ref());
+    // The request's next hop, else the configured trunk (with its
+    // credentials), else the target itself.
+    let (next_hop, credentials) = match (&req.via, trunk) {
+        (Some(v), _) => {
+            let uri = match mediamesh_sip::Uri::parse(v) {
+                Ok(u) => u,
+                Err(_) => v
+                    .parse::<std::net::SocketAddr>()
+                    .map(|a| mediamesh_sip::Uri::sip(None, &a.ip().to_string(), Some(a.port())))
+                    .map_err(|e| bad(format!("via {v}: {e} (host:port or a SIP URI)")))?,
+            };
+            (crate::sip::next_hop_of(&uri).map_err(|e| bad(format!("via {e}")))?, request_credentials)
+        }
+        (None, Some(t)) => (
+            crate::sip::next_hop_of(&t.uri).map_err(|e| bad(format!("trunk {e}")))?,
+            request_credentials.or_else(|| t.credentials.clone()),
+        ),
+        (None, None) => (
+            crate::sip::next_hop_of(&target).map_err(|e| bad(format!("to {e} (or give via)")))?,
+            request_credentials,
+        ),
     };
     let (reply, rx) = oneshot::channel();
     let dial = crate::sip::Dial {

@@ -49,10 +49,42 @@ pub struct Cli {
     #[arg(long, env = "MEDIAMESH_RTMP_LISTEN")]
     pub rtmp_listen: Option<String>,
 
-    /// SIP (UDP): phones call sip:ROOM@HOST:PORT with a sip token in the X-MediaMesh-Token
-    /// header; RTP on ephemeral ports of the same address; or "off" [default: 127.0.0.1:5060].
+    /// SIP over UDP and TCP: phones call sip:ROOM@HOST:PORT with a sip token in the
+    /// X-MediaMesh-Token header (or digest credentials of a --sip-account); RTP on ephemeral
+    /// ports of the same address; or "off" [default: 127.0.0.1:5060].
     #[arg(long, env = "MEDIAMESH_SIP_LISTEN")]
     pub sip_listen: Option<String>,
+
+    /// SIP over TLS (with --sip-tls-cert and --sip-tls-key), or "off"
+    /// [default: port 5061 of the --sip-listen address when a certificate is given].
+    #[arg(long, env = "MEDIAMESH_SIP_TLS_LISTEN")]
+    pub sip_tls_listen: Option<String>,
+
+    /// PEM certificate chain for SIP over TLS.
+    #[arg(long, env = "MEDIAMESH_SIP_TLS_CERT")]
+    pub sip_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --sip-tls-cert.
+    #[arg(long, env = "MEDIAMESH_SIP_TLS_KEY")]
+    pub sip_tls_key: Option<PathBuf>,
+
+    /// A phone or PBX account, USER:PASSWORD: calls that pass its digest challenge join the
+    /// room of their Request-URI (sip:ROOM@host) as the From user. Repeat for several.
+    #[arg(long, env = "MEDIAMESH_SIP_ACCOUNT", value_delimiter = ',', hide_env_values = true)]
+    pub sip_account: Vec<String>,
+
+    /// Dial-out goes through this SIP trunk or proxy (a URI like sip:203.0.113.5:5060 or
+    /// sip:pbx.example:5060;transport=tcp with an IP host) unless a request names its own.
+    #[arg(long, env = "MEDIAMESH_SIP_TRUNK")]
+    pub sip_trunk: Option<String>,
+
+    /// Digest user name for the trunk's challenges.
+    #[arg(long, env = "MEDIAMESH_SIP_TRUNK_USERNAME")]
+    pub sip_trunk_username: Option<String>,
+
+    /// Digest password for the trunk's challenges.
+    #[arg(long, env = "MEDIAMESH_SIP_TRUNK_PASSWORD", hide_env_values = true)]
+    pub sip_trunk_password: Option<String>,
 
     /// Address peers are told to send media to (the ICE candidate), when it differs from
     /// --media-listen (a 0.0.0.0 bind, NAT, a container) [default: the media listen address].
@@ -169,6 +201,13 @@ struct FileConfig {
     media_listen: Option<SocketAddr>,
     rtmp_listen: Option<String>,
     sip_listen: Option<String>,
+    sip_tls_listen: Option<String>,
+    sip_tls_cert: Option<PathBuf>,
+    sip_tls_key: Option<PathBuf>,
+    sip_account: Option<Vec<String>>,
+    sip_trunk: Option<String>,
+    sip_trunk_username: Option<String>,
+    sip_trunk_password: Option<String>,
     public_addr: Option<SocketAddr>,
     secret: Option<String>,
     app_id: Option<String>,
@@ -200,8 +239,8 @@ pub struct Config {
     pub media_listen: SocketAddr,
     /// RTMP ingest; `None`: off.
     pub rtmp_listen: Option<SocketAddr>,
-    /// SIP (UDP); `None`: off.
-    pub sip_listen: Option<SocketAddr>,
+    /// SIP; `None`: off.
+    pub sip: Option<SipConfig>,
     pub public_addr: SocketAddr,
     pub secret: String,
     pub app_id: String,
@@ -211,6 +250,107 @@ pub struct Config {
     pub load: LoadConfig,
     pub geoip_db: Option<PathBuf>,
     pub trusted_proxies: Vec<IpNet>,
+}
+
+/// SIP settings.
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    /// UDP and TCP.
+    pub listen: SocketAddr,
+    pub tls: Option<SipTls>,
+    /// Digest accounts: user name and password.
+    pub accounts: Vec<(String, String)>,
+    pub trunk: Option<SipTrunk>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SipTls {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where dial-out goes by default, and its credentials.
+#[derive(Debug, Clone)]
+pub struct SipTrunk {
+    pub uri: mediamesh_sip::Uri,
+    pub credentials: Option<(String, String)>,
+}
+
+impl SipConfig {
+    #[allow(clippy::too_many_arguments)]
+    fn resolve(
+        listen: SocketAddr,
+        tls_listen: Option<String>,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+        accounts: &[String],
+        trunk: Option<String>,
+        trunk_username: Option<String>,
+        trunk_password: Option<String>,
+    ) -> Result<SipConfig, String> {
+        let tls = match (tls_listen.as_deref(), tls_cert, tls_key) {
+            (Some("off"), _, _) | (None, None, None) => None,
+            (at, Some(cert), Some(key)) => {
+                let listen = match at {
+                    None => SocketAddr::new(listen.ip(), 5061),
+                    Some(a) => a.parse().map_err(|e| {
+                        format!("--sip-tls-listen {a}: {e} (an address like 203.0.113.7:5061, or off)")
+                    })?,
+                };
+                if listen.ip().is_unspecified() {
+                    return Err(format!(
+                        "--sip-tls-listen {listen}: give the concrete address phones reach"
+                    ));
+                }
+                Some(SipTls { listen, cert, key })
+            }
+            _ => {
+                return Err(
+                    "SIP over TLS needs both --sip-tls-cert and --sip-tls-key".into(),
+                )
+            }
+        };
+        let accounts = accounts
+            .iter()
+            .filter(|a| !a.trim().is_empty())
+            .map(|a| match a.split_once(':') {
+                Some((u, p)) if !u.is_empty() && !p.is_empty() => {
+                    Ok((u.to_string(), p.to_string()))
+                }
+                _ => Err(format!(
+                    "--sip-account {}: expected USER:PASSWORD",
+                    a.split(':').next().unwrap_or_default()
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let trunk = match trunk {
+            None => None,
+            Some(t) => {
+                let uri = mediamesh_sip::Uri::parse(&t)
+                    .map_err(|e| format!("--sip-trunk {t}: {e} (a URI like sip:203.0.113.5:5060)"))?;
+                if uri.socket_addr().is_none() {
+                    return Err(format!("--sip-trunk {t}: the host must be an IP address"));
+                }
+                let credentials = match (trunk_username, trunk_password) {
+                    (Some(u), Some(p)) => Some((u, p)),
+                    (None, None) => None,
+                    _ => {
+                        return Err(
+                            "--sip-trunk-username and --sip-trunk-password go together".into()
+                        )
+                    }
+                };
+                Some(SipTrunk { uri, credentials })
+            }
+        };
+        Ok(SipConfig {
+            listen,
+            tls,
+            accounts,
+            trunk,
+        })
+    }
 }
 
 /// The host name, made a valid node id (or "node" when there is none).
@@ -281,6 +421,26 @@ impl Config {
                     ));
                 }
                 Some(addr)
+            }
+        };
+        let sip = match sip_listen {
+            None => None,
+            Some(listen) => {
+                let accounts = if cli.sip_account.is_empty() {
+                    file.sip_account.unwrap_or_default()
+                } else {
+                    cli.sip_account
+                };
+                Some(SipConfig::resolve(
+                    listen,
+                    cli.sip_tls_listen.or(file.sip_tls_listen),
+                    cli.sip_tls_cert.or(file.sip_tls_cert),
+                    cli.sip_tls_key.or(file.sip_tls_key),
+                    &accounts,
+                    cli.sip_trunk.or(file.sip_trunk),
+                    cli.sip_trunk_username.or(file.sip_trunk_username),
+                    cli.sip_trunk_password.or(file.sip_trunk_password),
+                )?)
             }
         };
         let public_addr = match cli.public_addr.or(file.public_addr) {
@@ -404,7 +564,7 @@ impl Config {
             http_listen,
             media_listen,
             rtmp_listen,
-            sip_listen,
+            sip,
             public_addr,
             secret,
             app_id,

@@ -61,8 +61,11 @@ fn run(config: Config) -> Result<(), String> {
         },
         node.rtmp_addr
             .map_or("off".to_owned(), |a| format!("rtmp://{a}/live/STREAM-KEY")),
-        node.sip_addr
-            .map_or("off".to_owned(), |a| format!("sip:ROOM@{a} (UDP)"))
+        match (node.sip_addr, node.sip_tls_addr) {
+            (None, _) => "off".to_owned(),
+            (Some(a), None) => format!("sip:ROOM@{a} (UDP, TCP)"),
+            (Some(a), Some(t)) => format!("sip:ROOM@{a} (UDP, TCP), TLS {t}"),
+        }
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -53,6 +53,8 @@ pub struct Node {
     pub rtmp_addr: Option<SocketAddr>,
     /// SIP (UDP), when on.
     pub sip_addr: Option<SocketAddr>,
+    /// SIP over TLS, when configured.
+    pub sip_tls_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     http_thread: Option<JoinHandle<Result<(), String>>>,
     media_thread: Option<JoinHandle<Result<(), String>>>,
@@ -91,20 +93,19 @@ impl Node {
             }
             None => None,
         };
-        let sip = match config.sip_listen {
-            Some(addr) => {
-                let s = std::net::UdpSocket::bind(addr).map_err(|e| {
-                    format!("cannot bind SIP {addr}: {e} (--sip-listen off turns SIP off)")
-                })?;
-                s.set_nonblocking(true)
-                    .map_err(|e| format!("SIP socket: {e}"))?;
-                Some(s)
-            }
+        let sip = match &config.sip {
+            Some(sc) => Some(bind_sip(sc)?),
             None => None,
         };
         let sip_addr = match &sip {
-            Some(s) => Some(s.local_addr().map_err(|e| format!("SIP socket: {e}"))?),
+            Some(s) => Some(s.0.local_addr().map_err(|e| format!("SIP socket: {e}"))?),
             None => None,
+        };
+        let sip_tls_addr = match &sip {
+            Some((_, _, Some((l, _)))) => {
+                Some(l.local_addr().map_err(|e| format!("SIP TLS socket: {e}"))?)
+            }
+            _ => None,
         };
         let rtmp_addr = match &rtmp {
             Some(l) => Some(l.local_addr().map_err(|e| format!("RTMP socket: {e}"))?),
@@ -191,9 +192,16 @@ impl Node {
         }
         let (dial_tx, dial_rx) = mpsc::channel::<crate::sip::Dial>(16);
         let sip_dial = sip.is_some().then_some(dial_tx);
-        if let Some(socket) = sip {
+        if let Some((udp, tcp, tls)) = sip {
+            let accounts = config
+                .sip
+                .as_ref()
+                .map(|sc| sc.accounts.iter().cloned().collect())
+                .unwrap_or_default();
             let state = crate::sip::SipState {
                 secret: config.secret.clone(),
+                app_id: config.app_id.clone(),
+                accounts: Arc::new(accounts),
                 worker: cmd_tx.clone(),
             };
             // Detached like the RTMP thread.
@@ -208,7 +216,19 @@ impl Node {
                         Err(e) => return tracing::error!("SIP runtime: {e}"),
                     };
                     rt.block_on(async move {
-                        match tokio::net::UdpSocket::from_std(socket) {
+                        let sockets = (|| {
+                            Ok::<_, std::io::Error>(crate::sip::SipSockets {
+                                udp: tokio::net::UdpSocket::from_std(udp)?,
+                                tcp: tokio::net::TcpListener::from_std(tcp)?,
+                                tls: match tls {
+                                    Some((l, a)) => {
+                                        Some((tokio::net::TcpListener::from_std(l)?, a))
+                                    }
+                                    None => None,
+                                },
+                            })
+                        })();
+                        match sockets {
                             Ok(s) => crate::sip::serve(s, state, dial_rx).await,
                             Err(e) => tracing::error!("SIP socket: {e}"),
                         }
@@ -257,6 +277,7 @@ impl Node {
             media_addr,
             rtmp_addr,
             sip_addr,
+            sip_tls_addr,
             stop: Some(stop_tx),
             http_thread: Some(http_thread),
             media_thread: Some(media_thread),
@@ -288,4 +309,37 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.stop_and_join();
     }
+}
+
+type SipBound = (
+    std::net::UdpSocket,
+    std::net::TcpListener,
+    Option<(std::net::TcpListener, tokio_rustls::TlsAcceptor)>,
+);
+
+/// Binds SIP's UDP socket and TCP listener (one address) and its TLS
+/// listener, and loads the TLS certificate.
+fn bind_sip(sc: &crate::config::SipConfig) -> Result<SipBound, String> {
+    let addr = sc.listen;
+    let off = "(--sip-listen off turns SIP off)";
+    let udp = std::net::UdpSocket::bind(addr)
+        .map_err(|e| format!("cannot bind SIP {addr} (UDP): {e} {off}"))?;
+    udp.set_nonblocking(true)
+        .map_err(|e| format!("SIP socket: {e}"))?;
+    // Port 0 picks a UDP port; TCP takes the same one.
+    let udp_addr = udp.local_addr().map_err(|e| format!("SIP socket: {e}"))?;
+    let tcp = crate::sip::transport::tcp_listener(udp_addr)
+        .map_err(|e| format!("cannot bind SIP {udp_addr} (TCP): {e} {off}"))?;
+    let tls = match &sc.tls {
+        Some(t) => {
+            let acceptor = crate::sip::transport::tls_acceptor(&t.cert, &t.key)
+                .map_err(|e| format!("SIP TLS certificate: {e}"))?;
+            let l = crate::sip::transport::tcp_listener(t.listen).map_err(|e| {
+                format!("cannot bind SIP TLS {}: {e} (--sip-tls-listen off turns it off)", t.listen)
+            })?;
+            Some((l, acceptor))
+        }
+        None => None,
+    };
+    Ok((udp, tcp, tls))
 }

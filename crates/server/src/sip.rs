@@ -1,46 +1,72 @@
 //! SIP: phones and trunks call into rooms (`sip:ROOM@host`, with a token in
-//! the `X-MediaMesh-Token` header naming the room and the peer). The
-//! protocol is `mediamesh_sip::Endpoint` (sans-IO); this thread owns its UDP
-//! socket and one RTP socket per call, whose media task (`call.rs`) bridges
-//! the phone to the room as an ingest that hears the room.
+//! the `X-MediaMesh-Token` header naming the room and the peer, or digest
+//! credentials of a configured account). The protocol is
+//! `mediamesh_sip::Endpoint` (sans-IO); this thread owns its UDP socket, its
+//! TCP (and TLS) connections (`transport.rs`) and one RTP socket per call,
+//! whose media task (`call.rs`) bridges the phone to the room as an ingest
+//! that hears the room.
 
 mod call;
+pub mod transport;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mediamesh_audio::phone::PhoneCodec;
+use mediamesh_sip::auth::Algorithm;
 use mediamesh_sip::endpoint::CallHandle;
 use mediamesh_sip::sdp::{
     self, AudioConfig, Codec as SdpCodec, Direction, LocalMedia, Negotiated, SessionDescription,
 };
-use mediamesh_sip::{DialOptions, Endpoint, EndpointConfig, EndpointEvent, Peer, Uri};
-use tokio::net::UdpSocket;
+use mediamesh_sip::{
+    DialOptions, DigestServer, Endpoint, EndpointConfig, EndpointEvent, Peer, Transport, Uri,
+};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
 
 use crate::api::unix_now;
 use crate::token::{self, TokenKind};
 use crate::worker::{Caller, Command, Listen};
+use call::Control;
+use transport::{StreamEvent, Streams};
 
 /// The header that carries a call's token.
 pub const TOKEN_HEADER: &str = "X-MediaMesh-Token";
 
+/// The digest realm of our challenges.
+pub const REALM: &str = "mediamesh";
+
 #[derive(Clone)]
 pub struct SipState {
     pub secret: String,
+    /// The app of calls authenticated by digest.
+    pub app_id: String,
+    /// Digest accounts: user name to password.
+    pub accounts: Arc<HashMap<String, String>>,
     pub worker: mpsc::Sender<Command>,
+}
+
+/// The sockets SIP is served on.
+pub struct SipSockets {
+    pub udp: UdpSocket,
+    pub tcp: TcpListener,
+    pub tls: Option<(TcpListener, TlsAcceptor)>,
 }
 
 struct LiveCall {
     ingest: Option<u64>,
     stop: Option<oneshot::Sender<()>>,
+    control: Option<mpsc::Sender<Control>>,
     /// A call we dialled, until it is answered: its RTP socket and offer.
     dialled: Option<Dialled>,
 }
 
 struct Dialled {
-    rtp: UdpSocket,
+    /// `None` once early media took it.
+    rtp: Option<UdpSocket>,
     offer: SessionDescription,
     caller: Caller,
     peer: String,
@@ -51,9 +77,24 @@ struct Dialled {
 pub struct Dial {
     pub caller: Caller,
     pub target: Uri,
-    pub next_hop: SocketAddr,
+    pub next_hop: Peer,
     pub credentials: Option<(String, String)>,
     pub reply: oneshot::Sender<Result<u64, String>>,
+}
+
+/// Where requests to `uri` go: its IP host and port, over the transport
+/// its `transport` parameter names (UDP by default; TLS is not dialled).
+pub fn next_hop_of(uri: &Uri) -> Result<Peer, String> {
+    let addr = uri
+        .socket_addr()
+        .ok_or_else(|| format!("{uri}: the host must be an IP address"))?;
+    let transport = match uri.params.get("transport").flatten() {
+        None => Transport::Udp,
+        Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(t) => return Err(format!("{uri}: transport {t} is not dialled (udp or tcp)")),
+    };
+    Ok(Peer { addr, transport })
 }
 
 fn phone_codec(c: SdpCodec) -> PhoneCodec {
@@ -65,21 +106,41 @@ fn phone_codec(c: SdpCodec) -> PhoneCodec {
     }
 }
 
-/// Serves SIP on `socket` (and dial requests from the API) until the
+/// Serves SIP on `sockets` (and dial requests from the API) until the
 /// runtime ends.
-pub async fn serve(socket: UdpSocket, state: SipState, mut dials: mpsc::Receiver<Dial>) {
-    let local = match socket.local_addr() {
+pub async fn serve(sockets: SipSockets, state: SipState, mut dials: mpsc::Receiver<Dial>) {
+    let SipSockets { udp, tcp, tls } = sockets;
+    let local = match udp.local_addr() {
         Ok(a) => a,
         Err(e) => return tracing::error!("SIP socket: {e}"),
     };
+    let tls_port = tls
+        .as_ref()
+        .and_then(|(l, _)| l.local_addr().ok())
+        .map(|a| a.port());
     let cfg = EndpointConfig {
         host: local.ip().to_string(),
         port: local.port(),
+        tls_port,
         user_agent: "MediaMesh".into(),
         token_header: Some(TOKEN_HEADER.into()),
         ..Default::default()
     };
     let mut ep = Endpoint::new(cfg, rand::random());
+    if !state.accounts.is_empty() {
+        let secret: [u8; 32] = rand::random();
+        let digest = DigestServer::new(REALM, &secret, Instant::now())
+            // MD5 only: phones on libre (baresip) give up on a call as soon
+            // as any challenge names SHA-256, and MD5 is what all support.
+            .with_algorithms(&[Algorithm::Md5]);
+        ep = ep.with_digest(digest);
+    }
+    let (stream_tx, mut stream_rx) = mpsc::channel::<StreamEvent>(256);
+    let mut streams = Streams::new(stream_tx);
+    streams.accept(tcp, None);
+    if let Some((l, acceptor)) = tls {
+        streams.accept(l, Some(acceptor));
+    }
     let mut calls: HashMap<CallHandle, LiveCall> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     loop {
@@ -89,16 +150,20 @@ pub async fn serve(socket: UdpSocket, state: SipState, mut dials: mpsc::Receiver
             .unwrap_or(Duration::from_secs(1))
             .min(Duration::from_secs(1));
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
+            r = udp.recv_from(&mut buf) => {
                 match r {
                     Ok((n, from)) => ep.handle_datagram(Peer::udp(from), &buf[..n], Instant::now()),
                     Err(e) => tracing::debug!("SIP recv: {e}"),
                 }
             }
+            Some(ev) = stream_rx.recv() => {
+                if let Some((from, msg)) = streams.on_event(ev) {
+                    ep.handle_message(from, msg, Instant::now());
+                }
+            }
             _ = tokio::time::sleep(wait) => ep.handle_timeout(Instant::now()),
             Some(d) = dials.recv() => {
-                let r = dial(&mut ep, &mut calls, local.ip(), d.caller, d.target, d.next_hop, d.credentials).await;
-                let _ = d.reply.send(r);
+                dial(&mut ep, &mut calls, local.ip(), d).await;
             }
         }
         while let Some(event) = ep.poll_event() {
@@ -106,8 +171,12 @@ pub async fn serve(socket: UdpSocket, state: SipState, mut dials: mpsc::Receiver
         }
         while let Some(t) = ep.poll_transmit() {
             let bytes = t.message.to_bytes();
-            if let Err(e) = socket.send_to(&bytes, t.to.addr).await {
-                tracing::debug!(to = %t.to.addr, "SIP send: {e}");
+            if t.to.transport == Transport::Udp {
+                if let Err(e) = udp.send_to(&bytes, t.to.addr).await {
+                    tracing::debug!(to = %t.to.addr, "SIP send: {e}");
+                }
+            } else {
+                streams.send(t.to, bytes);
             }
         }
     }
@@ -135,23 +204,54 @@ async fn on_event(
                 tracing::warn!(%room, from = %source.addr, "SIP call refused ({status}): {why}");
                 let _ = ep.reject(call, status, now);
             };
-            let Some(token) = token else {
-                return refuse(ep, 403, "no X-MediaMesh-Token header");
+            let from_user = from.uri.user.clone();
+            let caller = match token {
+                Some(token) => match token::decode(&token, &state.secret, unix_now()) {
+                    Ok(c) if c.kind == TokenKind::Sip && c.room == room => Caller {
+                        app: c.sub,
+                        room: c.room,
+                        peer: c.peer.or(from_user),
+                    },
+                    Ok(_) => return refuse(ep, 403, "the token is not a sip token for this room"),
+                    Err(e) => return refuse(ep, 403, &format!("bad token: {e}")),
+                },
+                None if !state.accounts.is_empty() => {
+                    let accounts = state.accounts.clone();
+                    match ep.authenticate(call, now, |u| accounts.get(u).cloned()) {
+                        Ok(Some(user)) => Caller {
+                            app: state.app_id.clone(),
+                            room: room.clone(),
+                            peer: Some(from_user.unwrap_or(user)),
+                        },
+                        Ok(None) => {
+                            // Challenged (401 sent): the phone retries.
+                            return tracing::debug!(%room, from = %source.addr, "SIP call challenged");
+                        }
+                        Err(e) => return refuse(ep, 500, &format!("digest: {e}")),
+                    }
+                }
+                None => {
+                    return refuse(
+                        ep,
+                        403,
+                        "no X-MediaMesh-Token header (and no --sip-account to authenticate)",
+                    )
+                }
             };
-            let claims = match token::decode(&token, &state.secret, unix_now()) {
-                Ok(c) if c.kind == TokenKind::Sip && c.room == room => c,
-                Ok(_) => return refuse(ep, 403, "the token is not a sip token for this room"),
-                Err(e) => return refuse(ep, 403, &format!("bad token: {e}")),
-            };
+            if room.is_empty() {
+                return refuse(ep, 404, "no room in the Request-URI (sip:ROOM@host)");
+            }
             let Some(offer) = offer else {
                 return refuse(ep, 488, "an INVITE without SDP offer");
             };
-            let peer = claims.peer.clone().unwrap_or_else(|| {
-                from.uri
-                    .user
-                    .clone()
-                    .unwrap_or_else(|| format!("phone-{:06x}", rand::random::<u32>() & 0xff_ffff))
-            });
+            let peer = caller
+                .peer
+                .clone()
+                .unwrap_or_else(|| format!("phone-{:06x}", rand::random::<u32>() & 0xff_ffff));
+            let caller = Caller {
+                peer: Some(peer.clone()),
+                ..caller
+            };
             let rtp = match UdpSocket::bind(SocketAddr::new(ip, 0)).await {
                 Ok(s) => s,
                 Err(e) => return refuse(ep, 500, &format!("no RTP port: {e}")),
@@ -161,12 +261,9 @@ async fn on_event(
                 Ok(a) => a,
                 Err(e) => return refuse(ep, 488, &format!("no common audio: {e}")),
             };
-            let caller = Caller {
-                app: claims.sub.clone(),
-                room: claims.room.clone(),
-                peer: Some(peer.clone()),
-            };
-            let Some(live) = start_media(state, caller, peer.clone(), rtp, &neg).await else {
+            let sends = offer.wants_audio();
+            let Some(live) = start_media(state, caller, peer.clone(), rtp, &neg, sends).await
+            else {
                 return refuse(ep, 503, "the room cannot take the call now");
             };
             if let Err(e) = ep.accept(call, &answer, now) {
@@ -174,11 +271,44 @@ async fn on_event(
                 end(state, live).await;
                 return;
             }
-            tracing::info!(%room, %peer, from = %source.addr, codec = ?neg.codec, "SIP call answered");
+            tracing::info!(%room, %peer, from = %source.addr, transport = ?source.transport, codec = ?neg.codec, "SIP call answered");
             calls.insert(call, live);
         }
+        EndpointEvent::Ringing {
+            call,
+            early_media: Some(early),
+        } => {
+            // Early media (183): the callee's network plays announcements or
+            // ringback; the room hears them from now on.
+            let Some(c) = calls.get_mut(&call) else {
+                return;
+            };
+            let Some(d) = c.dialled.as_mut() else {
+                return;
+            };
+            let (Some(rtp), Ok(neg)) = (d.rtp.take(), sdp::negotiated_from_answer(&d.offer, &early))
+            else {
+                return;
+            };
+            tracing::info!(room = %d.caller.room, peer = %d.peer, codec = ?neg.codec, "SIP dial-out: early media");
+            let (caller, peer) = (d.caller.clone(), d.peer.clone());
+            match start_media(state, caller, peer, rtp, &neg, early.wants_audio()).await {
+                Some(live) => {
+                    c.ingest = live.ingest;
+                    c.stop = live.stop;
+                    c.control = live.control;
+                }
+                None => {
+                    calls.remove(&call);
+                    let _ = ep.hangup(call, now);
+                }
+            }
+        }
         EndpointEvent::Answered { call, answer } => {
-            let Some(d) = calls.get_mut(&call).and_then(|c| c.dialled.take()) else {
+            let Some(c) = calls.get_mut(&call) else {
+                return;
+            };
+            let Some(d) = c.dialled.take() else {
                 return;
             };
             let neg = match answer
@@ -188,20 +318,34 @@ async fn on_event(
                 Some(Ok(n)) => n,
                 other => {
                     tracing::warn!(?other, "SIP dial-out: no usable answer; hanging up");
-                    calls.remove(&call);
+                    if let Some(c) = calls.remove(&call) {
+                        end(state, c).await;
+                    }
                     let _ = ep.hangup(call, now);
                     return;
                 }
             };
+            let sends = answer.as_ref().is_some_and(|a| a.wants_audio());
             tracing::info!(room = %d.caller.room, peer = %d.peer, codec = ?neg.codec, "SIP dial-out answered");
-            match start_media(state, d.caller, d.peer, d.rtp, &neg).await {
-                Some(live) => {
-                    calls.insert(call, live);
-                }
+            match d.rtp {
+                // Early media runs already: the answer may move or hold it.
                 None => {
-                    calls.remove(&call);
-                    let _ = ep.hangup(call, now);
+                    if let Some(ctl) = &c.control {
+                        let _ = ctl.try_send(Control {
+                            remote: neg.remote_rtp,
+                            send: sends,
+                        });
+                    }
                 }
+                Some(rtp) => match start_media(state, d.caller, d.peer, rtp, &neg, sends).await {
+                    Some(live) => {
+                        calls.insert(call, live);
+                    }
+                    None => {
+                        calls.remove(&call);
+                        let _ = ep.hangup(call, now);
+                    }
+                },
             }
         }
         EndpointEvent::Ended { call, reason } => {
@@ -210,21 +354,32 @@ async fn on_event(
                 end(state, c).await;
             }
         }
-        EndpointEvent::RemoteSdp { hold, .. } => {
+        EndpointEvent::RemoteSdp { call, sdp, hold } => {
+            // A re-INVITE or UPDATE (answered already with our SDP, its
+            // direction mirrored): hold stops what we send, resume restarts
+            // it, a new address moves it.
             tracing::info!(hold, "SIP re-offer");
+            if let Some(ctl) = calls.get(&call).and_then(|c| c.control.as_ref()) {
+                let _ = ctl.try_send(Control {
+                    remote: sdp.audio_addr(),
+                    send: !hold && sdp.wants_audio(),
+                });
+            }
         }
         other => tracing::debug!(?other, "SIP"),
     }
 }
 
 /// The call's peer joins the room (an ingest that hears the room) and its
-/// media task starts. `None` when the worker refuses.
+/// media task starts; it sends to the phone when `send`. `None` when the
+/// worker refuses.
 async fn start_media(
     state: &SipState,
     caller: Caller,
     peer: String,
     rtp: UdpSocket,
     neg: &Negotiated,
+    send: bool,
 ) -> Option<LiveCall> {
     let (hear_tx, hear_rx) = mpsc::channel(256);
     let (tx, rx) = oneshot::channel();
@@ -244,15 +399,18 @@ async fn start_media(
         .ok()?;
     let ingest = rx.await.ok()?.ok()?;
     let (stop_tx, stop_rx) = oneshot::channel();
+    let (control_tx, control_rx) = mpsc::channel(8);
     let media = call::CallMedia {
         ingest,
         socket: rtp,
         remote: neg.remote_rtp,
+        send,
         codec: phone_codec(neg.codec),
         payload_type: neg.payload_type,
         dtmf_payload_type: neg.dtmf_payload_type,
         worker: state.worker.clone(),
         hears: hear_rx,
+        control: control_rx,
         app,
         room,
         peer,
@@ -261,6 +419,7 @@ async fn start_media(
     Some(LiveCall {
         ingest: Some(ingest),
         stop: Some(stop_tx),
+        control: Some(control_tx),
         dialled: None,
     })
 }
@@ -275,48 +434,46 @@ async fn end(state: &SipState, mut c: LiveCall) {
     }
 }
 
-/// Sends an INVITE with our offer; the callee joins when it answers.
-async fn dial(
-    ep: &mut Endpoint,
-    calls: &mut HashMap<CallHandle, LiveCall>,
-    ip: IpAddr,
-    caller: Caller,
-    target: Uri,
-    next_hop: SocketAddr,
-    credentials: Option<(String, String)>,
-) -> Result<u64, String> {
-    let peer = caller.peer.clone().ok_or("the callee needs a peer name")?;
-    let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))
-        .await
-        .map_err(|e| format!("no RTP port: {e}"))?;
-    let local = local_media(&rtp, ip);
-    let offer = sdp::offer(&local, &AudioConfig::default());
-    let opts = DialOptions {
-        target: target.clone(),
-        next_hop: Peer::udp(next_hop),
-        from_user: caller.room.clone(),
-        from_display: Some("MediaMesh".into()),
-        credentials,
-        headers: Vec::new(),
-    };
-    let call = ep
-        .dial(opts, &offer, Instant::now())
-        .map_err(|e| e.to_string())?;
-    tracing::info!(room = %caller.room, %peer, %target, %next_hop, "SIP dial-out");
-    calls.insert(
-        call,
-        LiveCall {
-            ingest: None,
-            stop: None,
-            dialled: Some(Dialled {
-                rtp,
-                offer,
-                caller,
-                peer,
-            }),
-        },
-    );
-    Ok(call.0)
+/// Sends an INVITE with our offer; the callee joins when it answers (or
+/// with its early media). Replies with the call's number.
+async fn dial(ep: &mut Endpoint, calls: &mut HashMap<CallHandle, LiveCall>, ip: IpAddr, d: Dial) {
+    let r = async {
+        let peer = d.caller.peer.clone().ok_or("the callee needs a peer name")?;
+        let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))
+            .await
+            .map_err(|e| format!("no RTP port: {e}"))?;
+        let local = local_media(&rtp, ip);
+        let offer = sdp::offer(&local, &AudioConfig::default());
+        let opts = DialOptions {
+            target: d.target.clone(),
+            next_hop: d.next_hop,
+            from_user: d.caller.room.clone(),
+            from_display: Some("MediaMesh".into()),
+            credentials: d.credentials,
+            headers: Vec::new(),
+        };
+        let call = ep
+            .dial(opts, &offer, Instant::now())
+            .map_err(|e| e.to_string())?;
+        tracing::info!(room = %d.caller.room, %peer, target = %d.target, next_hop = %d.next_hop.addr, transport = ?d.next_hop.transport, "SIP dial-out");
+        calls.insert(
+            call,
+            LiveCall {
+                ingest: None,
+                stop: None,
+                control: None,
+                dialled: Some(Dialled {
+                    rtp: Some(rtp),
+                    offer,
+                    caller: d.caller,
+                    peer,
+                }),
+            },
+        );
+        Ok::<u64, String>(call.0)
+    }
+    .await;
+    let _ = d.reply.send(r);
 }
 
 /// Our side of a call's media: its RTP socket's port on `ip`.

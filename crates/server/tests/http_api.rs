@@ -48,7 +48,7 @@ async fn app() -> Router {
         http_listen: "127.0.0.1:0".parse().unwrap(),
         media_listen: addr,
         rtmp_listen: None,
-        sip_listen: None,
+        sip: None,
         public_addr: addr,
         secret: SECRET.into(),
         app_id: "app".into(),

@@ -24,7 +24,7 @@ fn node() -> Node {
         http_listen: "127.0.0.1:0".parse().unwrap(),
         media_listen: "127.0.0.1:0".parse().unwrap(),
         rtmp_listen: None,
-        sip_listen: None,
+        sip: None,
         public_addr: "127.0.0.1:0".parse().unwrap(),
         secret: SECRET.into(),
         app_id: "app".into(),

@@ -63,8 +63,11 @@ const SUPPORTED: &[&str] = &["timer"];
 pub struct EndpointConfig {
     /// Our host (public address or name) for Via and Contact.
     pub host: String,
-    /// Our SIP port.
+    /// Our SIP port (UDP and TCP).
     pub port: u16,
+    /// Our SIP-over-TLS port, when it differs from `port` (Via and Contact
+    /// of TLS flows name it, so phones open new connections to it).
+    pub tls_port: Option<u16>,
     /// User part of our Contact.
     pub contact_user: String,
     /// Sent as User-Agent and Server.
@@ -86,6 +89,7 @@ impl Default for EndpointConfig {
         EndpointConfig {
             host: "127.0.0.1".to_string(),
             port: 5060,
+            tls_port: None,
             contact_user: "mediamesh".to_string(),
             user_agent: "MediaMesh".to_string(),
             timers: TimerConfig::default(),
@@ -485,14 +489,22 @@ impl Endpoint {
 
     fn via(&mut self, transport: Transport) -> String {
         let branch = format!("z9hG4bK{}", self.ids.hex(12));
-        our_via(transport, &self.cfg.host, Some(self.cfg.port), &branch).to_string()
+        our_via(transport, &self.cfg.host, Some(self.port(transport)), &branch).to_string()
+    }
+
+    /// Our port for `transport`.
+    fn port(&self, transport: Transport) -> u16 {
+        match (transport, self.cfg.tls_port) {
+            (Transport::Tls, Some(p)) => p,
+            _ => self.cfg.port,
+        }
     }
 
     fn contact(&self, transport: Transport) -> NameAddr {
         let mut uri = Uri::sip(
             Some(&self.cfg.contact_user),
             &self.cfg.host,
-            Some(self.cfg.port),
+            Some(self.port(transport)),
         );
         if transport != Transport::Udp {
             uri.params.set(
@@ -1290,7 +1302,7 @@ impl Endpoint {
         let to = Self::target_of(c);
         let via = {
             let branch = format!("z9hG4bK{}", self.ids.hex(12));
-            our_via(to.transport, &self.cfg.host, Some(self.cfg.port), &branch).to_string()
+            our_via(to.transport, &self.cfg.host, Some(self.port(to.transport)), &branch).to_string()
         };
         ack.headers.push_front("Via", via);
         if let Some(c) = self.calls.get_mut(&h) {
@@ -1409,6 +1421,10 @@ impl Endpoint {
         resp: Response,
         now: Instant,
     ) {
+        let Some(transport) = self.calls.get(&h).map(|c| c.peer.transport) else {
+            return;
+        };
+        let contact = self.contact(transport);
         let Some(c) = self.calls.get_mut(&h) else {
             return;
         };
@@ -1417,11 +1433,6 @@ impl Endpoint {
         }
         let invite = c.invite.clone();
         let has_tag = resp.headers.to().is_ok_and(|t| t.tag().is_some());
-        let contact = NameAddr::new(Uri::sip(
-            Some(&self.cfg.contact_user),
-            &self.cfg.host,
-            Some(self.cfg.port),
-        ));
         match resp.status {
             100 => {}
             101..=199 => {

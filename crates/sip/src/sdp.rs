@@ -426,6 +426,19 @@ impl SessionDescription {
         }
     }
 
+    /// Where the audio is to be sent: its RTP address, `None` when it has
+    /// none (no audio, port 0, or a 0.0.0.0 hold).
+    pub fn audio_addr(&self) -> Option<SocketAddr> {
+        remote_addr(self, self.audio()?)
+    }
+
+    /// Whether the remote of this description wants our audio (its audio
+    /// is sendrecv or recvonly, and has an address).
+    pub fn wants_audio(&self) -> bool {
+        self.audio()
+            .is_some_and(|m| self.direction_of(m).receives() && remote_addr(self, m).is_some())
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         self.to_string().into_bytes()
     }

@@ -35,15 +35,28 @@ pub struct CallMedia {
     pub socket: UdpSocket,
     /// Where to send until RTP arrives (the SDP's address).
     pub remote: Option<SocketAddr>,
+    /// Whether the phone wants our audio now (not on hold).
+    pub send: bool,
     pub codec: PhoneCodec,
     pub payload_type: u8,
     pub dtmf_payload_type: Option<u8>,
     pub worker: mpsc::Sender<Command>,
     pub hears: mpsc::Receiver<(usize, MediaPacket)>,
+    /// New SDP from the phone (re-INVITE, UPDATE, the answer after early media).
+    pub control: mpsc::Receiver<Control>,
     /// Room and peer, for DTMF messages.
     pub app: String,
     pub room: String,
     pub peer: String,
+}
+
+/// What new SDP from the phone changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Control {
+    /// Its RTP address, if it gave one.
+    pub remote: Option<SocketAddr>,
+    /// Whether it wants our audio (false: hold).
+    pub send: bool,
 }
 
 /// An RTP packet's header fields and payload (RFC 3550 5.1).
@@ -114,6 +127,13 @@ pub async fn run(mut m: CallMedia, mut stop: oneshot::Receiver<()>) {
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            Some(c) = m.control.recv() => {
+                tracing::info!(peer = %m.peer, send = c.send, remote = ?c.remote, "phone call: media updated");
+                m.send = c.send;
+                if c.remote.is_some() {
+                    remote = c.remote;
+                }
+            }
             r = m.socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 let Some(Rtp { pt, marker, seq: s, ts, ssrc, payload }) = parse_rtp(&buf[..n]) else { continue };
@@ -172,9 +192,11 @@ pub async fn run(mut m: CallMedia, mut stop: oneshot::Receiver<()>) {
                     let _ = mixer.add(slot, &frame);
                 }
                 let pcm = mixer.mix_all();
-                let Some(to) = remote else { continue };
+                // On hold the encoder keeps its timeline; nothing is sent.
+                let to = remote.filter(|_| m.send);
                 match to_phone.push(&pcm) {
                     Ok(packets) => {
+                        let Some(to) = to else { continue };
                         for p in packets {
                             out_seq = out_seq.wrapping_add(1);
                             let mut b = Vec::with_capacity(12 + p.payload.len());
