@@ -68,11 +68,13 @@ export class MediaMesh {
    * `secret: null` starts the server with its built-in development secret (no --secret).
    * `host`: the IPv4 address both listeners bind to (HTTP and media; the media one is
    * then the ICE candidate), loopback unless a test made another one (a veth).
+   * `extraArgs`: more flags for every start.
    */
-  constructor(name, { secret = 'e2e-secret-' + Math.random().toString(36).slice(2), host = '127.0.0.1' } = {}) {
+  constructor(name, { secret = 'e2e-secret-' + Math.random().toString(36).slice(2), host = '127.0.0.1', extraArgs = [] } = {}) {
     this.name = name;
     this.secret = secret;
     this.host = host;
+    this.extraArgs = extraArgs;
     this.tail = new Tail(120);
     this.proc = null;
     this.exited = null;
@@ -111,7 +113,7 @@ export class MediaMesh {
       '--media-listen', `${this.host}:${this.mediaPort}`,
       '--rtmp-listen', `${this.host}:${this.rtmpPort}`,
       '--sip-listen', `${this.host}:${this.sipPort}`,
-      ...(this.secret ? ['--secret', this.secret] : []), ...extraArgs];
+      ...(this.secret ? ['--secret', this.secret] : []), ...this.extraArgs, ...extraArgs];
     this.cmdline = `${MEDIAMESH_BIN} ${args.join(' ')}`;
     this.proc = spawn(MEDIAMESH_BIN, args, {
       stdio: ['ignore', 'pipe', 'pipe'],

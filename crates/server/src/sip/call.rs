@@ -119,6 +119,7 @@ pub async fn run(mut m: CallMedia, mut stop: oneshot::Receiver<()>) {
     let mut pending = SlotFrames::default();
     let mut seq: u64 = 0;
     let mut out_seq: u16 = rand::random();
+    let (mut sent, mut received) = (0u64, 0u64);
     let out_ssrc: u32 = rand::random();
     let mut remote = m.remote;
     let mut buf = vec![0u8; 2048];
@@ -139,6 +140,7 @@ pub async fn run(mut m: CallMedia, mut stop: oneshot::Receiver<()>) {
                 let Some(Rtp { pt, marker, seq: s, ts, ssrc, payload }) = parse_rtp(&buf[..n]) else { continue };
                 // Symmetric RTP: answer where the phone's packets come from.
                 remote = Some(from);
+                received += 1;
                 let now = Instant::now();
                 if Some(pt) == m.dtmf_payload_type {
                     // A new source (a new SSRC) starts its own timeline.
@@ -205,7 +207,9 @@ pub async fn run(mut m: CallMedia, mut stop: oneshot::Receiver<()>) {
                             b.extend_from_slice(&p.timestamp.to_be_bytes());
                             b.extend_from_slice(&out_ssrc.to_be_bytes());
                             b.extend_from_slice(&p.payload);
-                            let _ = m.socket.send_to(&b, to).await;
+                            if m.socket.send_to(&b, to).await.is_ok() {
+                                sent += 1;
+                            }
                         }
                     }
                     Err(e) => tracing::debug!("room -> phone: {e}"),
@@ -213,6 +217,7 @@ pub async fn run(mut m: CallMedia, mut stop: oneshot::Receiver<()>) {
             }
         }
     }
+    tracing::info!(peer = %m.peer, sent, received, "phone call: media ended (RTP packets)");
 }
 
 /// Frames to send before a slot's audio is dropped (its packets arrived in a
