@@ -145,3 +145,36 @@ test('sip: POST /api/sip/dial calls a SIPp UAS; when it answers the callee joins
     }
   });
 });
+
+test('sip: a dialled callee\'s early media (183 with SDP) reaches the room before it answers; its BYE ends the call', { timeout: 60000 }, async () => {
+  await chromium.withMediaMesh('sip-early', {}, async (server, open) => {
+    const room = 'room-early';
+    const viewer = await open.harness('viewer');
+    await viewer.evaluate((o) => window.mm.view(o), { name: 'V', endpoint: `${server.base}/whep/endpoint`, token: await server.token('whep', room) });
+    const uasPort = await freeUdpPort(server.host);
+    const uas = startProcess('sipp', ['-sf', join(E2E_DIR, 'sip', 'uas-early-media.xml'), '-i', server.host, '-p', String(uasPort),
+      '-mi', server.host, '-mp', '0', '-m', '1', '-nostdin', '-trace_err'], { label: 'sipp uas' });
+    const ctx = async () => uas.describe() + (await sessionContext(viewer, 'V')) + '\n--- server:\n' + server.tail.text().slice(-3000);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const r = await fetch(`${server.base}/api/sip/dial`, {
+        method: 'POST', headers: { Authorization: `Bearer ${server.secret}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ room, peer: 'callee', to: `sip:callee@${server.host}:${uasPort}` }),
+      });
+      assert.equal(r.status, 202, await r.text());
+      await waitFor('the WHEP viewer to receive the callee\'s early media', () => statsOf(viewer, 'V'),
+        (st) => st?.audio?.totalSamplesReceived > 24000, { timeoutMs: 6000, context: ctx });
+      const heard = await viewer.evaluate(() => window.mm.energy('V', { ms: 800 }));
+      console.log(`METRIC sip_early_media_rms_dbfs=${heard.rmsDb.toFixed(1)}`);
+      assert.ok(heard.rmsDb > -50, `energy in the early media: ${heard.rmsDb.toFixed(1)} dBFS` + await ctx());
+      assert.match(server.tail.text(), /SIP dial-out: early media/);
+      assert.doesNotMatch(server.tail.text(), /SIP dial-out answered/, 'all this before the 200');
+      await waitFor('the answer', async () => server.tail.text(), (t) => /SIP dial-out answered/.test(t), { timeoutMs: 10000, context: ctx });
+      const done = await Promise.race([uas.done, new Promise((res) => setTimeout(() => res(null), 10000))]);
+      assert.ok(done && done.code === 0, `SIPp hangs up with BYE/200 (exit ${JSON.stringify(done && done.code)})` + uas.describe());
+      await waitFor('the callee to leave the room after its BYE', () => roomView(server, room), (v) => !(v.peers || []).some((p) => p.peer === 'callee'), { context: ctx });
+    } finally {
+      await uas.stop('SIGKILL', 1000);
+    }
+  });
+});
