@@ -5,11 +5,15 @@
 //      receives the phone's audio with energy (inbound-rtp audioLevel); an @mediamesh/sdk
 //      peer in the room gets the digits on the room's `dtmf` message channel, from the
 //      phone's peer; after the BYE the room no longer has the phone.
-//  (2) Malformed SIP gets a 400 with a reason, and the server still answers OPTIONS and
-//      calls; a call without a token is refused with 403.
+//  (2) Malformed SIP gets a 400 with a reason (over UDP and TCP; a TCP stream that cannot
+//      be framed is closed), and the server still answers OPTIONS and calls; a call
+//      without a token is refused with 403.
+//  (3) Dial-out: to a SIPp UAS; to one that sends early media (183 with SDP) before its
+//      200; through a configured trunk that challenges with digest.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { join } from 'node:path';
 import { useChromium } from '../lib/fixtures.js';
 import { E2E_DIR, freeUdpPort } from '../lib/server.js';
@@ -109,6 +113,29 @@ test('sip: malformed messages get 400 and change nothing; OPTIONS is answered; a
     });
     assert.ok(refused.some((m) => /^SIP\/2\.0 403 /.test(m)), `an INVITE without a token: ${JSON.stringify(refused.map((m) => m.split('\r\n')[0]))}`);
     assert.match(server.tail.text(), /SIP call refused \(403\)/);
+    // Over TCP: a bad header gets a 400 on the connection; a message the stream cannot be
+    // split after (no Content-Length) closes it; a new connection is served.
+    const tcpBranch = () => `z9hG4bK${Math.random().toString(36).slice(2)}`;
+    const tcpOptions = (mf, callId) => `OPTIONS sip:room@${host}:${server.sipPort} SIP/2.0\r\nVia: SIP/2.0/TCP ${host}:1;rport;branch=${tcpBranch()}\r\n${ok(9, callId)}CSeq: 1 OPTIONS\r\nMax-Forwards: ${mf}\r\nContent-Length: 0\r\n\r\n`;
+    const conn = net.connect(server.sipPort, host);
+    const got = [];
+    let closed = false;
+    conn.on('data', (d) => got.push(d.toString()));
+    conn.on('close', () => { closed = true; });
+    conn.on('error', () => {});
+    await new Promise((r) => conn.once('connect', r));
+    conn.write(tcpOptions('many', 't1'));
+    await waitFor('a 400 over TCP', async () => got.join(''), (t) => /^SIP\/2\.0 400 \S/.test(t), { timeoutMs: 3000 });
+    conn.write(`OPTIONS sip:room@${host} SIP/2.0\r\nVia: SIP/2.0/TCP ${host}:1;branch=${tcpBranch()}\r\n${ok(10, 't2')}CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\r\n`);
+    await waitFor('the server to close a TCP stream it cannot frame', async () => closed, (c) => c, { timeoutMs: 3000 });
+    const conn2 = net.connect(server.sipPort, host);
+    const got2 = [];
+    conn2.on('data', (d) => got2.push(d.toString()));
+    conn2.on('error', () => {});
+    await new Promise((r) => conn2.once('connect', r));
+    conn2.write(tcpOptions('70', 't3'));
+    await waitFor('OPTIONS over a new TCP connection answered 200', async () => got2.join(''), (t) => /^SIP\/2\.0 200 /.test(t), { timeoutMs: 3000 });
+    conn2.destroy();
   });
 });
 
@@ -175,6 +202,34 @@ test('sip: a dialled callee\'s early media (183 with SDP) reaches the room befor
       await waitFor('the callee to leave the room after its BYE', () => roomView(server, room), (v) => !(v.peers || []).some((p) => p.peer === 'callee'), { context: ctx });
     } finally {
       await uas.stop('SIGKILL', 1000);
+    }
+  });
+});
+
+test('sip: dial-out through a configured trunk answers its digest challenge (SIPp verifies the credentials)', { timeout: 60000 }, async () => {
+  const trunkPort = await freeUdpPort('127.0.0.1');
+  await chromium.withMediaMesh('sip-trunk', {
+    extraArgs: ['--sip-trunk', `sip:127.0.0.1:${trunkPort}`, '--sip-trunk-username', 'mm-trunk', '--sip-trunk-password', 'trunk-secret'],
+  }, async (server) => {
+    const room = 'room-trunk';
+    const trunk = startProcess('sipp', ['-sf', join(E2E_DIR, 'sip', 'uas-digest.xml'), '-i', server.host, '-p', String(trunkPort),
+      '-mi', server.host, '-mp', '0', '-m', '1', '-nostdin', '-trace_err'], { label: 'sipp trunk' });
+    const ctx = async () => trunk.describe() + '\n--- server:\n' + server.tail.text().slice(-3000);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      // The target's host is a name: only the trunk can route it.
+      const r = await fetch(`${server.base}/api/sip/dial`, {
+        method: 'POST', headers: { Authorization: `Bearer ${server.secret}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ room, peer: 'pstn', to: 'sip:+15550100@trunk.example' }),
+      });
+      assert.equal(r.status, 202, await r.text());
+      await waitFor('the callee in the room', () => roomView(server, room), (v) => (v.peers || []).some((p) => p.peer === 'pstn'),
+        { timeoutMs: 10000, context: ctx });
+      const done = await Promise.race([trunk.done, new Promise((res) => setTimeout(() => res(null), 10000))]);
+      assert.ok(done && done.code === 0, `the trunk accepted the credentials and hung up (exit ${JSON.stringify(done && done.code)})` + await ctx());
+      await waitFor('the callee to leave after the trunk\'s BYE', () => roomView(server, room), (v) => !(v.peers || []).some((p) => p.peer === 'pstn'), { context: ctx });
+    } finally {
+      await trunk.stop('SIGKILL', 1000);
     }
   });
 });
