@@ -646,7 +646,10 @@ async fn sip_dial(
                     .map(|a| mediamesh_sip::Uri::sip(None, &a.ip().to_string(), Some(a.port())))
                     .map_err(|e| bad(format!("via {v}: {e} (host:port or a SIP URI)")))?,
             };
-            (crate::sip::next_hop_of(&uri).map_err(|e| bad(format!("via {e}")))?, request_credentials)
+            (
+                crate::sip::next_hop_of(&uri).map_err(|e| bad(format!("via {e}")))?,
+                request_credentials,
+            )
         }
         (None, Some(t)) => (
             crate::sip::next_hop_of(&t.uri).map_err(|e| bad(format!("trunk {e}")))?,

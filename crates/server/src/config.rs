@@ -70,7 +70,12 @@ pub struct Cli {
 
     /// A phone or PBX account, USER:PASSWORD: calls that pass its digest challenge join the
     /// room of their Request-URI (sip:ROOM@host) as the From user. Repeat for several.
-    #[arg(long, env = "MEDIAMESH_SIP_ACCOUNT", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MEDIAMESH_SIP_ACCOUNT",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub sip_account: Vec<String>,
 
     /// Dial-out goes through this SIP trunk or proxy (a URI like sip:203.0.113.5:5060 or
@@ -295,7 +300,9 @@ impl SipConfig {
                 let listen = match at {
                     None => SocketAddr::new(listen.ip(), 5061),
                     Some(a) => a.parse().map_err(|e| {
-                        format!("--sip-tls-listen {a}: {e} (an address like 203.0.113.7:5061, or off)")
+                        format!(
+                            "--sip-tls-listen {a}: {e} (an address like 203.0.113.7:5061, or off)"
+                        )
                     })?,
                 };
                 if listen.ip().is_unspecified() {
@@ -305,11 +312,7 @@ impl SipConfig {
                 }
                 Some(SipTls { listen, cert, key })
             }
-            _ => {
-                return Err(
-                    "SIP over TLS needs both --sip-tls-cert and --sip-tls-key".into(),
-                )
-            }
+            _ => return Err("SIP over TLS needs both --sip-tls-cert and --sip-tls-key".into()),
         };
         let accounts = accounts
             .iter()
@@ -327,8 +330,9 @@ impl SipConfig {
         let trunk = match trunk {
             None => None,
             Some(t) => {
-                let uri = mediamesh_sip::Uri::parse(&t)
-                    .map_err(|e| format!("--sip-trunk {t}: {e} (a URI like sip:203.0.113.5:5060)"))?;
+                let uri = mediamesh_sip::Uri::parse(&t).map_err(|e| {
+                    format!("--sip-trunk {t}: {e} (a URI like sip:203.0.113.5:5060)")
+                })?;
                 if uri.socket_addr().is_none() {
                     return Err(format!("--sip-trunk {t}: the host must be an IP address"));
                 }
@@ -626,5 +630,76 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.contains("--public-addr"), "{err}");
+    }
+
+    #[test]
+    fn sip_settings_resolve_and_bad_ones_are_explained() {
+        let sip = |cli: Cli| Config::resolve(cli).map(|c| c.sip);
+        let c = sip(Cli {
+            sip_account: vec!["alice:pw:with:colons".into(), "bob:x".into()],
+            sip_tls_cert: Some("c.pem".into()),
+            sip_tls_key: Some("k.pem".into()),
+            sip_trunk: Some("sip:192.0.2.1:5080;transport=tcp".into()),
+            sip_trunk_username: Some("u".into()),
+            sip_trunk_password: Some("p".into()),
+            ..Cli::default()
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5060");
+        assert_eq!(
+            c.accounts,
+            [
+                ("alice".to_string(), "pw:with:colons".to_string()),
+                ("bob".to_string(), "x".to_string())
+            ]
+        );
+        assert_eq!(c.tls.unwrap().listen.to_string(), "127.0.0.1:5061");
+        let trunk = c.trunk.unwrap();
+        assert_eq!(
+            trunk.uri.socket_addr().unwrap().to_string(),
+            "192.0.2.1:5080"
+        );
+        assert_eq!(trunk.credentials, Some(("u".into(), "p".into())));
+        assert!(sip(Cli {
+            sip_listen: Some("off".into()),
+            ..Cli::default()
+        })
+        .unwrap()
+        .is_none());
+        for (cli, needle) in [
+            (
+                Cli {
+                    sip_account: vec!["nopassword".into()],
+                    ..Cli::default()
+                },
+                "USER:PASSWORD",
+            ),
+            (
+                Cli {
+                    sip_tls_cert: Some("c.pem".into()),
+                    ..Cli::default()
+                },
+                "--sip-tls-key",
+            ),
+            (
+                Cli {
+                    sip_trunk: Some("sip:pbx.example".into()),
+                    ..Cli::default()
+                },
+                "IP address",
+            ),
+            (
+                Cli {
+                    sip_trunk: Some("sip:192.0.2.1".into()),
+                    sip_trunk_username: Some("u".into()),
+                    ..Cli::default()
+                },
+                "go together",
+            ),
+        ] {
+            let err = sip(cli).unwrap_err();
+            assert!(err.contains(needle), "{err}");
+        }
     }
 }

@@ -335,7 +335,10 @@ fn bind_sip(sc: &crate::config::SipConfig) -> Result<SipBound, String> {
             let acceptor = crate::sip::transport::tls_acceptor(&t.cert, &t.key)
                 .map_err(|e| format!("SIP TLS certificate: {e}"))?;
             let l = crate::sip::transport::tcp_listener(t.listen).map_err(|e| {
-                format!("cannot bind SIP TLS {}: {e} (--sip-tls-listen off turns it off)", t.listen)
+                format!(
+                    "cannot bind SIP TLS {}: {e} (--sip-tls-listen off turns it off)",
+                    t.listen
+                )
             })?;
             Some((l, acceptor))
         }

@@ -286,7 +286,8 @@ async fn on_event(
             let Some(d) = c.dialled.as_mut() else {
                 return;
             };
-            let (Some(rtp), Ok(neg)) = (d.rtp.take(), sdp::negotiated_from_answer(&d.offer, &early))
+            let (Some(rtp), Ok(neg)) =
+                (d.rtp.take(), sdp::negotiated_from_answer(&d.offer, &early))
             else {
                 return;
             };
@@ -484,5 +485,31 @@ fn local_media(rtp: &UdpSocket, ip: IpAddr) -> LocalMedia {
         session_id: rand::random::<u32>().into(),
         session_version: 1,
         direction: Direction::SendRecv,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_hops_follow_the_uri() {
+        let hop = |u: &str| next_hop_of(&Uri::parse(u).unwrap());
+        let p = hop("sip:bob@192.0.2.7").unwrap();
+        assert_eq!(
+            (p.addr.to_string(), p.transport),
+            ("192.0.2.7:5060".into(), Transport::Udp)
+        );
+        let p = hop("sip:bob@192.0.2.7:5080;transport=TCP").unwrap();
+        assert_eq!(
+            (p.addr.to_string(), p.transport),
+            ("192.0.2.7:5080".into(), Transport::Tcp)
+        );
+        assert!(hop("sip:bob@pbx.example")
+            .unwrap_err()
+            .contains("IP address"));
+        assert!(hop("sip:bob@192.0.2.7;transport=sctp")
+            .unwrap_err()
+            .contains("sctp"));
     }
 }

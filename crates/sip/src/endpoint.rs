@@ -489,7 +489,13 @@ impl Endpoint {
 
     fn via(&mut self, transport: Transport) -> String {
         let branch = format!("z9hG4bK{}", self.ids.hex(12));
-        our_via(transport, &self.cfg.host, Some(self.port(transport)), &branch).to_string()
+        our_via(
+            transport,
+            &self.cfg.host,
+            Some(self.port(transport)),
+            &branch,
+        )
+        .to_string()
     }
 
     /// Our port for `transport`.
@@ -1302,7 +1308,13 @@ impl Endpoint {
         let to = Self::target_of(c);
         let via = {
             let branch = format!("z9hG4bK{}", self.ids.hex(12));
-            our_via(to.transport, &self.cfg.host, Some(self.port(to.transport)), &branch).to_string()
+            our_via(
+                to.transport,
+                &self.cfg.host,
+                Some(self.port(to.transport)),
+                &branch,
+            )
+            .to_string()
         };
         ack.headers.push_front("Via", via);
         if let Some(c) = self.calls.get_mut(&h) {
