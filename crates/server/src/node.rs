@@ -153,6 +153,7 @@ impl Node {
                     let socket = tokio::net::UdpSocket::from_std(udp)
                         .map_err(|e| format!("media socket: {e}"))?;
                     Worker::new(socket, candidate, identity, secret, cluster, load_config)
+                        .map_err(|e| format!("media worker timer: {e}"))?
                         .run(cmd_rx)
                         .await;
                     Ok::<(), String>(())

@@ -19,6 +19,7 @@ mod ingest;
 mod load;
 mod mixer;
 mod sdk;
+mod timer;
 
 use crate::call::{ApiCall, ApiResult};
 pub use cluster::{NodeView, RoomView};
@@ -168,6 +169,10 @@ pub struct Worker {
     events: Vec<(Key, SessionEvent)>,
     /// When SDK receivers next get their stats and voice activity.
     next_stats: Instant,
+    /// Wakes the loop at the next deadline (sub-millisecond).
+    timer: timer::Timer,
+    /// `stats.send_drops` when last logged.
+    reported_send_drops: u64,
     draining: bool,
     stats: Stats,
     cluster: Cluster,
@@ -190,13 +195,14 @@ impl Worker {
         secret: String,
         mut cluster: Cluster,
         load: LoadConfig,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         if load.gateway {
             if let Err(e) = cluster.watch_loads() {
                 tracing::error!("cannot follow the media nodes' load: {e}");
             }
         }
-        Self {
+        Ok(Self {
+            timer: timer::Timer::new()?,
             socket,
             secret,
             candidate,
@@ -210,13 +216,14 @@ impl Worker {
             dirty: Vec::new(),
             events: Vec::new(),
             next_stats: Instant::now() + STATS_INTERVAL,
+            reported_send_drops: 0,
             draining: false,
             stats: Stats::default(),
             cluster,
             cluster_state: cluster::ClusterState::default(),
             load: load::LoadState::new(load),
             ingests: ingest::Ingests::default(),
-        }
+        })
     }
 
     /// Runs until a `Shutdown` command has been served (or every command
@@ -232,6 +239,7 @@ impl Worker {
                 self.on_timeout(now);
                 continue;
             }
+            self.timer.arm(deadline);
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => {
                     let now = Instant::now();
@@ -267,7 +275,7 @@ impl Worker {
                         break;
                     }
                 }
-                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = self.timer.fired() => {}
             }
         }
     }
@@ -319,6 +327,14 @@ impl Worker {
         self.cluster.handle_timeout(now);
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
+            if self.stats.send_drops > self.reported_send_drops {
+                tracing::debug!(
+                    dropped = self.stats.send_drops - self.reported_send_drops,
+                    total = self.stats.send_drops,
+                    "media socket: datagrams dropped on send (socket buffer full)"
+                );
+                self.reported_send_drops = self.stats.send_drops;
+            }
             self.sdk_stats(STATS_INTERVAL);
             self.cluster_heartbeat();
             self.report_load(now);

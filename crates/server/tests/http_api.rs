@@ -42,6 +42,7 @@ async fn app() -> Router {
             cluster,
             Default::default(),
         )
+        .unwrap()
         .run(rx),
     );
     let config = Config {
