@@ -9,12 +9,16 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::time::{Duration, Instant};
+#[path = "util/timing.rs"]
+mod timing;
+
+use std::time::Duration;
+
+use timing::best;
 
 use mediamesh_audio::{AacDecoder, AacToOpus, OpusConfig, OpusEncoder, Resampler};
 
 const SECONDS: usize = 10;
-const RUNS: usize = 5;
 
 /// Something music-like: a chord with vibrato, decaying noise bursts, stereo spread.
 fn music(rate: u32, frames: usize) -> Vec<f32> {
@@ -37,17 +41,6 @@ fn music(rate: u32, frames: usize) -> Vec<f32> {
         v.push((0.8 * s + 0.5 * noise + 0.05 * (two_pi * 3000.0 * t).sin()) as f32);
     }
     v
-}
-
-fn best<F: FnMut()>(mut f: F) -> Duration {
-    (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
 }
 
 fn report(what: &str, d: Duration) {

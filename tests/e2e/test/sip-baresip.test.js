@@ -24,11 +24,15 @@ const PASSWORD = 'pw-' + Math.random().toString(36).slice(2);
 const roomView = async (server, room) => (await fetch(`${server.base}/api/rooms/${room}`, { headers: { Authorization: `Bearer ${server.secret}` } })).json();
 const inRoom = (v, peer) => (v.peers || []).some((p) => p.peer === peer);
 const workDir = () => mkdtempSync(join(tmpdir(), 'sip-baresip-'));
+/** A 440 Hz WAV (the phones' microphone) in `dir`. */
+function a440(dir, seconds = 30) {
+  const wav = join(dir, 'a440.wav');
+  sineWav(wav, { freq: 440, seconds });
+  return wav;
+}
 
 test('sip: baresip (digest) hears the room\'s Chromium tone and not its own, the room hears it; hold, resume and BYE', { timeout: 120000 }, async () => {
-  const dir = workDir();
-  const wav = join(dir, 'a440.wav');
-  sineWav(wav, { freq: 440, seconds: 60 });
+  const wav = a440(workDir(), 60);
   await chromium.withMediaMesh('sip-baresip', { extraArgs: ['--sip-account', `alice:${PASSWORD}`] }, async (server, open) => {
     const room = 'room-baresip';
     const phone = await startBaresip('alice', { account: `<sip:alice@${server.host}>;auth_pass=${PASSWORD};regint=0`, wav });
@@ -90,8 +94,7 @@ test('sip: baresip (digest) hears the room\'s Chromium tone and not its own, the
 
 test('sip: baresip calls over TCP and TLS; a wrong password gets no call', { timeout: 90000 }, async () => {
   const dir = workDir();
-  const wav = join(dir, 'a440.wav');
-  sineWav(wav, { freq: 440, seconds: 30 });
+  const wav = a440(dir);
   // A self-signed certificate for 127.0.0.1 that baresip is told to trust.
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
@@ -131,9 +134,7 @@ test('sip: baresip calls over TCP and TLS; a wrong password gets no call', { tim
 });
 
 test('sip: POST /api/sip/dial over TCP to a baresip that answers: the callee joins the room and hears it', { timeout: 90000 }, async () => {
-  const dir = workDir();
-  const wav = join(dir, 'a440.wav');
-  sineWav(wav, { freq: 440, seconds: 30 });
+  const wav = a440(workDir());
   await chromium.withMediaMesh('sip-baresip-dial', {}, async (server, open) => {
     const room = 'room-dial-tcp';
     const page = await open.harness('room');
