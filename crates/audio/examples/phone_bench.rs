@@ -107,8 +107,8 @@ fn main() {
             let mut out = RoomToPhone::new(codec).unwrap();
             for i in 0..FRAMES {
                 mixer.clear();
-                for (s, dec) in decoders.iter_mut().enumerate() {
-                    let pcm = dec.decode(&room[s][i]).unwrap();
+                for (s, (dec, frames)) in decoders.iter_mut().zip(&room).enumerate() {
+                    let pcm = dec.decode(&frames[i]).unwrap();
                     mixer.add(s, &pcm).unwrap();
                 }
                 std::hint::black_box(out.push(&mixer.mix_all()).unwrap());

@@ -45,8 +45,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Locates clients for placement (gateways with a GeoIP database).
     pub geo: Option<Arc<GeoDb>>,
-    /// Dial-out requests to the SIP thread (`None`: SIP is off).
-    pub sip_dial: Option<mpsc::Sender<crate::sip::Dial>>,
+    /// Requests to the SIP thread (`None`: SIP is off).
+    pub sip: Option<mpsc::Sender<crate::sip::SipRequest>>,
 }
 
 /// An error a person can act on: a status and a one-line reason.
@@ -107,7 +107,12 @@ pub fn router(state: AppState) -> Router {
         .route("/token/{kind}", post(create_token))
         .route("/api/node", get(node_view))
         .route("/api/rooms/{room}", get(room_view))
-        .route("/api/sip/dial", post(sip_dial))
+        .route("/api/sip/dial", post(crate::sip::http::dial))
+        .route("/api/sip/calls", get(crate::sip::http::list))
+        .route(
+            "/api/sip/calls/{call}",
+            axum::routing::delete(crate::sip::http::hangup),
+        )
         .route(
             "/whip/endpoint",
             post(|State(s), c, h, b| create(s, Role::Publish, c, h, b)),
@@ -308,7 +313,7 @@ fn mint(state: &AppState, kind: TokenKind, req: TokenRequest) -> Result<Response
 }
 
 /// Operator endpoints take the app secret as Bearer token.
-fn check_app_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_app_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let secret = bearer(headers)?;
     if !constant_time_eq(secret.as_bytes(), state.config.secret.as_bytes()) {
         return Err(ApiError::new(
@@ -587,93 +592,4 @@ async fn sdk_restart_ice(
         request,
     };
     sdk_reply("restart-ice", dispatch(&state, call, client).await?)
-}
-
-#[derive(Deserialize)]
-struct DialRequest {
-    room: String,
-    /// The callee's peer name in the room.
-    peer: String,
-    /// Whom to call: `sip:user@host:port`.
-    to: String,
-    /// Where to send the INVITE (`host:port`, an address): a trunk or proxy;
-    /// default: the target's host and port.
-    via: Option<String>,
-    /// Credentials for the trunk's digest challenge.
-    username: Option<String>,
-    password: Option<String>,
-}
-
-/// `POST /api/sip/dial` (app secret): calls a SIP URI; the callee joins the
-/// room as `peer` when it answers. `202 {"call": n}` once the INVITE is sent.
-async fn sip_dial(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    check_app_secret(&state, &headers)?;
-    let req: DialRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("expected JSON {{room, peer, to, via?, username?, password?}}: {e}"),
-        )
-    })?;
-    let Some(tx) = state.sip_dial.clone() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "SIP is off on this node (--sip-listen)",
-        ));
-    };
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
-    if req.room.is_empty() || req.peer.is_empty() {
-        return Err(bad("room and peer are required".into()));
-    }
-    let target = mediamesh_sip::Uri::parse(&req.to).map_err(|e| bad(format!("to: {e}")))?;
-    let request_credentials = match (req.username, req.password) {
-        (Some(u), Some(p)) => Some((u, p)),
-        (None, None) => None,
-        _ => return Err(bad("username and password go together".into())),
-    };
-    let trunk = state.config.sip.as_ref().and_then(|s| s.trunk.as_ref());
-    // The request's next hop, else the configured trunk (with its
-    // credentials), else the target itself.
-    let (next_hop, credentials) = match (&req.via, trunk) {
-        (Some(v), _) => {
-            let uri = match mediamesh_sip::Uri::parse(v) {
-                Ok(u) => u,
-                Err(_) => v
-                    .parse::<std::net::SocketAddr>()
-                    .map(|a| mediamesh_sip::Uri::sip(None, &a.ip().to_string(), Some(a.port())))
-                    .map_err(|e| bad(format!("via {v}: {e} (host:port or a SIP URI)")))?,
-            };
-            (
-                crate::sip::next_hop_of(&uri).map_err(|e| bad(format!("via {e}")))?,
-                request_credentials,
-            )
-        }
-        (None, Some(t)) => (
-            crate::sip::next_hop_of(&t.uri).map_err(|e| bad(format!("trunk {e}")))?,
-            request_credentials.or_else(|| t.credentials.clone()),
-        ),
-        (None, None) => (
-            crate::sip::next_hop_of(&target).map_err(|e| bad(format!("to {e} (or give via)")))?,
-            request_credentials,
-        ),
-    };
-    let (reply, rx) = oneshot::channel();
-    let dial = crate::sip::Dial {
-        caller: Caller {
-            app: state.config.app_id.clone(),
-            room: req.room,
-            peer: Some(req.peer),
-        },
-        target,
-        next_hop,
-        credentials,
-        reply,
-    };
-    let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the SIP thread stopped");
-    tx.send(dial).await.map_err(|_| unavailable())?;
-    let call = rx.await.map_err(|_| unavailable())?.map_err(bad)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "call": call }))).into_response())
 }

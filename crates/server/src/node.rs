@@ -191,8 +191,8 @@ impl Node {
                 })
                 .map_err(|e| format!("cannot start the RTMP thread: {e}"))?;
         }
-        let (dial_tx, dial_rx) = mpsc::channel::<crate::sip::Dial>(16);
-        let sip_dial = sip.is_some().then_some(dial_tx);
+        let (sip_tx, sip_rx) = mpsc::channel::<crate::sip::SipRequest>(16);
+        let sip_requests = sip.is_some().then_some(sip_tx);
         if let Some((udp, tcp, tls)) = sip {
             let accounts = config
                 .sip
@@ -230,7 +230,7 @@ impl Node {
                             })
                         })();
                         match sockets {
-                            Ok(s) => crate::sip::serve(s, state, dial_rx).await,
+                            Ok(s) => crate::sip::serve(s, state, sip_rx).await,
                             Err(e) => tracing::error!("SIP socket: {e}"),
                         }
                     });
@@ -251,7 +251,7 @@ impl Node {
                     worker: cmd_tx.clone(),
                     draining: draining.clone(),
                     geo,
-                    sip_dial,
+                    sip: sip_requests,
                 };
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(http)

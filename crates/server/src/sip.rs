@@ -7,6 +7,7 @@
 //! that hears the room.
 
 mod call;
+pub mod http;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -56,12 +57,32 @@ pub struct SipSockets {
     pub tls: Option<(TcpListener, TlsAcceptor)>,
 }
 
+/// What the HTTP API asks of the SIP thread.
+pub enum SipRequest {
+    Dial(Box<Dial>),
+    List {
+        reply: oneshot::Sender<Vec<http::CallView>>,
+    },
+    /// `reply`: whether there was such a call.
+    Hangup {
+        call: u64,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
 struct LiveCall {
-    ingest: Option<u64>,
-    stop: Option<oneshot::Sender<()>>,
-    control: Option<mpsc::Sender<Control>>,
+    view: http::CallView,
+    /// Its media task and ingest, once media flows.
+    media: Option<Media>,
     /// A call we dialled, until it is answered: its RTP socket and offer.
     dialled: Option<Dialled>,
+}
+
+/// A call's media: the ingest in the room and the task bridging it.
+struct Media {
+    ingest: u64,
+    stop: oneshot::Sender<()>,
+    control: mpsc::Sender<Control>,
 }
 
 struct Dialled {
@@ -108,7 +129,7 @@ fn phone_codec(c: SdpCodec) -> PhoneCodec {
 
 /// Serves SIP on `sockets` (and dial requests from the API) until the
 /// runtime ends.
-pub async fn serve(sockets: SipSockets, state: SipState, mut dials: mpsc::Receiver<Dial>) {
+pub async fn serve(sockets: SipSockets, state: SipState, mut requests: mpsc::Receiver<SipRequest>) {
     let SipSockets { udp, tcp, tls } = sockets;
     let local = match udp.local_addr() {
         Ok(a) => a,
@@ -162,9 +183,22 @@ pub async fn serve(sockets: SipSockets, state: SipState, mut dials: mpsc::Receiv
                 }
             }
             _ = tokio::time::sleep(wait) => ep.handle_timeout(Instant::now()),
-            Some(d) = dials.recv() => {
-                dial(&mut ep, &mut calls, local.ip(), d).await;
-            }
+            Some(r) = requests.recv() => match r {
+                SipRequest::Dial(d) => dial(&mut ep, &mut calls, local.ip(), *d).await,
+                SipRequest::List { reply } => {
+                    let mut v: Vec<_> = calls.values().map(|c| c.view.clone()).collect();
+                    v.sort_by_key(|c| c.call);
+                    let _ = reply.send(v);
+                }
+                SipRequest::Hangup { call, reply } => {
+                    let known = calls.contains_key(&CallHandle(call));
+                    if known {
+                        tracing::info!(call, "SIP call hung up by the API");
+                        let _ = ep.hangup(CallHandle(call), Instant::now());
+                    }
+                    let _ = reply.send(known);
+                }
+            },
         }
         while let Some(event) = ep.poll_event() {
             on_event(&mut ep, &mut calls, &state, local.ip(), event).await;
@@ -262,9 +296,22 @@ async fn on_event(
                 Err(e) => return refuse(ep, 488, &format!("no common audio: {e}")),
             };
             let sends = offer.wants_audio();
-            let Some(live) = start_media(state, caller, peer.clone(), rtp, &neg, sends).await
+            let view = http::CallView {
+                call: call.0,
+                room: caller.room.clone(),
+                peer: peer.clone(),
+                direction: "in",
+                state: "answered",
+                remote: format!("{} ({:?})", source.addr, source.transport),
+            };
+            let Some(media) = start_media(state, caller, peer.clone(), rtp, &neg, sends).await
             else {
                 return refuse(ep, 503, "the room cannot take the call now");
+            };
+            let live = LiveCall {
+                view,
+                media: Some(media),
+                dialled: None,
             };
             if let Err(e) = ep.accept(call, &answer, now) {
                 tracing::warn!("SIP accept: {e}");
@@ -294,11 +341,7 @@ async fn on_event(
             tracing::info!(room = %d.caller.room, peer = %d.peer, codec = ?neg.codec, "SIP dial-out: early media");
             let (caller, peer) = (d.caller.clone(), d.peer.clone());
             match start_media(state, caller, peer, rtp, &neg, early.wants_audio()).await {
-                Some(live) => {
-                    c.ingest = live.ingest;
-                    c.stop = live.stop;
-                    c.control = live.control;
-                }
+                Some(media) => c.media = Some(media),
                 None => {
                     calls.remove(&call);
                     let _ = ep.hangup(call, now);
@@ -328,20 +371,19 @@ async fn on_event(
             };
             let sends = answer.as_ref().is_some_and(|a| a.wants_audio());
             tracing::info!(room = %d.caller.room, peer = %d.peer, codec = ?neg.codec, "SIP dial-out answered");
+            c.view.state = "answered";
             match d.rtp {
                 // Early media runs already: the answer may move or hold it.
                 None => {
-                    if let Some(ctl) = &c.control {
-                        let _ = ctl.try_send(Control {
+                    if let Some(m) = &c.media {
+                        let _ = m.control.try_send(Control {
                             remote: neg.remote_rtp,
                             send: sends,
                         });
                     }
                 }
                 Some(rtp) => match start_media(state, d.caller, d.peer, rtp, &neg, sends).await {
-                    Some(live) => {
-                        calls.insert(call, live);
-                    }
+                    Some(media) => c.media = Some(media),
                     None => {
                         calls.remove(&call);
                         let _ = ep.hangup(call, now);
@@ -360,8 +402,8 @@ async fn on_event(
             // direction mirrored): hold stops what we send, resume restarts
             // it, a new address moves it.
             tracing::info!(hold, "SIP re-offer");
-            if let Some(ctl) = calls.get(&call).and_then(|c| c.control.as_ref()) {
-                let _ = ctl.try_send(Control {
+            if let Some(m) = calls.get(&call).and_then(|c| c.media.as_ref()) {
+                let _ = m.control.try_send(Control {
                     remote: sdp.audio_addr(),
                     send: !hold && sdp.wants_audio(),
                 });
@@ -381,7 +423,7 @@ async fn start_media(
     rtp: UdpSocket,
     neg: &Negotiated,
     send: bool,
-) -> Option<LiveCall> {
+) -> Option<Media> {
     let (hear_tx, hear_rx) = mpsc::channel(256);
     let (tx, rx) = oneshot::channel();
     let (app, room) = (caller.app.clone(), caller.room.clone());
@@ -417,21 +459,21 @@ async fn start_media(
         peer,
     };
     tokio::spawn(call::run(media, stop_rx));
-    Some(LiveCall {
-        ingest: Some(ingest),
-        stop: Some(stop_tx),
-        control: Some(control_tx),
-        dialled: None,
+    Some(Media {
+        ingest,
+        stop: stop_tx,
+        control: control_tx,
     })
 }
 
 /// A call is over: its media task stops and its peer leaves the room.
-async fn end(state: &SipState, mut c: LiveCall) {
-    if let Some(stop) = c.stop.take() {
-        let _ = stop.send(());
-    }
-    if let Some(id) = c.ingest.take() {
-        let _ = state.worker.send(Command::IngestStop { id }).await;
+async fn end(state: &SipState, c: LiveCall) {
+    if let Some(m) = c.media {
+        let _ = m.stop.send(());
+        let _ = state
+            .worker
+            .send(Command::IngestStop { id: m.ingest })
+            .await;
     }
 }
 
@@ -460,9 +502,15 @@ async fn dial(ep: &mut Endpoint, calls: &mut HashMap<CallHandle, LiveCall>, ip: 
         calls.insert(
             call,
             LiveCall {
-                ingest: None,
-                stop: None,
-                control: None,
+                view: http::CallView {
+                    call: call.0,
+                    room: d.caller.room.clone(),
+                    peer: peer.clone(),
+                    direction: "out",
+                    state: "ringing",
+                    remote: format!("{} ({:?})", d.next_hop.addr, d.next_hop.transport),
+                },
+                media: None,
                 dialled: Some(Dialled {
                     rtp: Some(rtp),
                     offer,

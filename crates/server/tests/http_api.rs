@@ -64,7 +64,7 @@ async fn app() -> Router {
         worker: tx,
         draining: Arc::new(AtomicBool::new(false)),
         geo: None,
-        sip_dial: None,
+        sip: None,
     })
 }
 

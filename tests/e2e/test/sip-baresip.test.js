@@ -7,7 +7,7 @@
 //  (2) The same phone over TCP and over TLS (a certificate baresip verifies); a wrong
 //      password gets no call.
 //  (3) POST /api/sip/dial over TCP to a baresip that answers: the callee joins the room
-//      and hears it.
+//      and hears it; GET /api/sip/calls lists the call, DELETE hangs it up (BYE).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -133,7 +133,7 @@ test('sip: baresip calls over TCP and TLS; a wrong password gets no call', { tim
   });
 });
 
-test('sip: POST /api/sip/dial over TCP to a baresip that answers: the callee joins the room and hears it', { timeout: 90000 }, async () => {
+test('sip: POST /api/sip/dial over TCP to a baresip that answers: the callee joins the room and hears it; DELETE /api/sip/calls/{call} hangs up', { timeout: 90000 }, async () => {
   const wav = a440(workDir());
   await chromium.withMediaMesh('sip-baresip-dial', {}, async (server, open) => {
     const room = 'room-dial-tcp';
@@ -151,9 +151,18 @@ test('sip: POST /api/sip/dial over TCP to a baresip that answers: the callee joi
       await waitFor('carol in the room with her audio', () => roomView(server, room),
         (v) => (v.peers || []).some((p) => p.peer === 'carol' && (p.tracks || []).some((t) => t.kind === 'audio')), { context: ctx });
       assert.match(server.tail.text(), /SIP dial-out .*transport=Tcp/);
+      const api = (path, method = 'GET') => fetch(`${server.base}${path}`, { method, headers: { Authorization: `Bearer ${server.secret}` } });
+      const { calls } = await (await api('/api/sip/calls')).json();
+      assert.equal(calls.length, 1, JSON.stringify(calls));
+      assert.deepEqual([calls[0].room, calls[0].peer, calls[0].direction, calls[0].state], [room, 'carol', 'out', 'answered']);
       await sleep(2500);
-      phone.command('hangup');
-      await waitFor('carol to leave after her BYE', () => roomView(server, room), (v) => !inRoom(v, 'carol'), { context: ctx });
+      // The room's side hangs up: baresip gets a BYE, carol leaves.
+      const del = await api(`/api/sip/calls/${calls[0].call}`, 'DELETE');
+      assert.equal(del.status, 204, await del.text());
+      await waitFor('baresip to see the call closed by a BYE', () => phone.event('CALL_CLOSED'), (e) => e, { timeoutMs: 5000, context: ctx });
+      await waitFor('carol to leave after the hang-up', () => roomView(server, room), (v) => !inRoom(v, 'carol'), { context: ctx });
+      assert.equal((await api(`/api/sip/calls/${calls[0].call}`, 'DELETE')).status, 404);
+      assert.deepEqual((await (await api('/api/sip/calls')).json()).calls, []);
       const dec = phone.recorded('dec');
       const part = dec.samples.subarray(Math.round(0.5 * dec.rate));
       const share = toneShare(part, dec.rate, 1000);
