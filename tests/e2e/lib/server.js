@@ -74,7 +74,7 @@ export class MediaMesh {
     this.name = name;
     this.secret = secret;
     this.host = host;
-    this.extraArgs = extraArgs;
+    this.startArgs = extraArgs;
     this.tail = new Tail(120);
     this.proc = null;
     this.exited = null;
@@ -113,7 +113,7 @@ export class MediaMesh {
       '--media-listen', `${this.host}:${this.mediaPort}`,
       '--rtmp-listen', `${this.host}:${this.rtmpPort}`,
       '--sip-listen', `${this.host}:${this.sipPort}`,
-      ...(this.secret ? ['--secret', this.secret] : []), ...this.extraArgs, ...extraArgs];
+      ...(this.secret ? ['--secret', this.secret] : []), ...(this.startArgs || []), ...extraArgs];
     this.cmdline = `${MEDIAMESH_BIN} ${args.join(' ')}`;
     this.proc = spawn(MEDIAMESH_BIN, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
