@@ -708,7 +708,6 @@ impl Cluster {
                 }
             }
             if now >= self.next_reshare {
-                self.next_reshare = now + RESHARE_INTERVAL;
                 let shares: Vec<(String, Vec<u8>)> = self
                     .shares
                     .lock()
@@ -727,6 +726,12 @@ impl Cluster {
                         .wait();
                 }
             }
+        }
+        // Due or not, the next reshare is an interval away: while the session
+        // reopens there is none to put on (and it reshares when it is back);
+        // a deadline left behind would be due forever.
+        if now >= self.next_reshare {
+            self.next_reshare = now + RESHARE_INTERVAL;
         }
         if let Some(endpoints) = self.links.probe_due(now) {
             for endpoint in endpoints {

@@ -231,13 +231,20 @@ impl Worker {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; 2048];
         loop {
-            let deadline = self.next_deadline();
+            let mut deadline = self.next_deadline();
             // Timers first: under steady traffic the sleep below would be
             // re-armed before it ever fires.
             let now = Instant::now();
             if deadline <= now {
                 self.on_timeout(now);
-                continue;
+                deadline = self.next_deadline();
+                if deadline > now {
+                    continue;
+                }
+                // A deadline its handler did not move: sockets, commands and
+                // the cluster get their turn (what it waits for may be there)
+                // rather than this loop spinning on it alone.
+                tracing::trace!("a timer is still due after its handling");
             }
             self.timer.arm(deadline);
             tokio::select! {
