@@ -382,7 +382,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::Rng;
+    use mediamesh_testkit::Rng;
 
     fn sample() -> Vec<Amf0Value> {
         vec![

@@ -481,7 +481,7 @@ pub(crate) fn write_basic_header(out: &mut Vec<u8>, fmt: u8, csid: u32) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::testutil::Rng;
+    use mediamesh_testkit::Rng;
 
     /// Writes one chunk with any header type, for tests of the reader.
     #[allow(clippy::too_many_arguments)]

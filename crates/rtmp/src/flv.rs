@@ -469,7 +469,7 @@ fn si24(b: &[u8]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::Rng;
+    use mediamesh_testkit::Rng;
 
     #[test]
     fn legacy_avc() {

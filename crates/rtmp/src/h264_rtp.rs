@@ -147,7 +147,7 @@ pub fn rtp_timestamp_90khz(ms: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::Rng;
+    use mediamesh_testkit::Rng;
 
     /// Reassembles NAL units from payloads (single, STAP-A, FU-A).
     fn depacketize(packets: &[RtpPayload]) -> Vec<Vec<u8>> {

@@ -25,8 +25,5 @@ pub mod h264_rtp;
 pub mod handshake;
 pub mod session;
 
-#[cfg(test)]
-mod testutil;
-
 pub use amf0::Amf0Value;
 pub use session::{Event, RtmpError, ServerSession, SessionConfig, SessionStats};

@@ -13,8 +13,7 @@ use mediamesh_sip::{
     SessionDescription,
 };
 
-mod common;
-use common::Rng;
+use mediamesh_testkit::Rng;
 
 const SDP: &str = "v=0\r\no=- 1 2 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
@@ -71,7 +70,7 @@ fn mutate(rng: &mut Rng, v: &mut Vec<u8>) {
         }
         let at = rng.below(len);
         match rng.below(4) {
-            0 => v[at] = rng.next() as u8,
+            0 => v[at] = rng.next_u64() as u8,
             1 => v.insert(at, SPECIAL[rng.below(SPECIAL.len())]),
             2 => {
                 let end = (at + rng.below(12)).min(len);

@@ -6,8 +6,7 @@ use mediamesh_sip::auth::{Challenge, Credentials};
 use mediamesh_sip::header::{NameAddr, Via};
 use mediamesh_sip::{Frame, Message, Request, SessionDescription, StreamFramer, Uri};
 
-mod common;
-use common::Rng;
+use mediamesh_testkit::Rng;
 
 const SDP: &str = "v=0\r\no=- 1 2 IN IP4 192.168.1.20\r\ns=-\r\nc=IN IP4 192.168.1.20\r\nt=0 0\r\nm=audio 10000 RTP/AVP 96 0 101\r\na=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\na=sendonly\r\n";
 
@@ -67,7 +66,7 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
         let len = v.len();
         let at = rng.below(len + 1);
         match rng.below(7) {
-            0 if len > 0 => v[at.min(len - 1)] = rng.next() as u8,
+            0 if len > 0 => v[at.min(len - 1)] = rng.next_u64() as u8,
             1 => v.insert(at, SPECIAL[rng.below(SPECIAL.len())]),
             2 if len > 0 => {
                 let end = (at + rng.below(16)).min(len);

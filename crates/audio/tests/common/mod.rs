@@ -122,18 +122,6 @@ pub fn channel(x: &[f32], channels: u8, c: u8) -> Vec<f32> {
         .collect()
 }
 
-/// A small deterministic PRNG (xorshift64*).
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
+// Not every test binary draws random numbers.
+#[allow(unused_imports)]
+pub use mediamesh_testkit::Rng;

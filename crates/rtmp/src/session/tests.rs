@@ -4,7 +4,7 @@ use super::*;
 use crate::avc::tests::{avcc, config_record};
 use crate::chunk::tests::raw_chunk;
 use crate::handshake::HANDSHAKE_SIZE;
-use crate::testutil::Rng;
+use mediamesh_testkit::Rng;
 
 /// Builds what a publisher sends.
 struct Client {
