@@ -348,36 +348,11 @@ pub(crate) fn parse_delta(s: &str) -> Option<u32> {
 /// Splits a header value into its comma-separated elements, outside quoted
 /// strings and angle brackets (7.3.1).
 pub fn split_list(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut in_quotes = false;
-    let mut escaped = false;
-    let mut in_angle = false;
-    for (i, c) in s.char_indices() {
-        if in_quotes {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quotes = false;
-            }
-            continue;
-        }
-        match c {
-            '"' => in_quotes = true,
-            '<' => in_angle = true,
-            '>' => in_angle = false,
-            ',' if !in_angle => {
-                out.push(s[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(s[start..].trim());
-    out.retain(|v| !v.is_empty());
-    out
+    crate::uri::split_outside_quotes(s, ',', true)
+        .into_iter()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 #[cfg(test)]

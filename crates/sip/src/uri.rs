@@ -101,7 +101,7 @@ impl Params {
     /// may be quoted strings (kept with their quotes).
     pub(crate) fn parse(s: &str) -> Result<Params, UriError> {
         let mut out = Vec::new();
-        for part in split_outside_quotes(s, ';') {
+        for part in split_outside_quotes(s, ';', false) {
             let part = part.trim();
             if part.is_empty() {
                 continue;
@@ -396,12 +396,14 @@ fn is_user_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$,;?/#".contains(&b)
 }
 
-/// Splits on `sep` outside double-quoted strings (with backslash escapes).
-pub(crate) fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
+/// Splits on `sep` outside double-quoted strings (with backslash escapes)
+/// and, when `angles`, outside `<...>` too.
+pub(crate) fn split_outside_quotes(s: &str, sep: char, angles: bool) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut in_quotes = false;
     let mut escaped = false;
+    let mut in_angle = false;
     for (i, c) in s.char_indices() {
         if in_quotes {
             if escaped {
@@ -413,7 +415,11 @@ pub(crate) fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
             }
         } else if c == '"' {
             in_quotes = true;
-        } else if c == sep {
+        } else if angles && c == '<' {
+            in_angle = true;
+        } else if angles && c == '>' {
+            in_angle = false;
+        } else if c == sep && !in_angle {
             out.push(&s[start..i]);
             start = i + c.len_utf8();
         }
