@@ -688,13 +688,48 @@ fn find_dtmf(m: &MediaDescription, clock_rate: u32) -> Option<u8> {
         .map(|r| r.payload_type)
 }
 
-fn origin(local: &LocalMedia) -> Origin {
-    Origin {
-        username: "-".to_string(),
-        session_id: local.session_id,
-        session_version: local.session_version,
-        address: local.address.to_string(),
+/// Our session description around `media`.
+fn ours(local: &LocalMedia, media: Vec<MediaDescription>) -> SessionDescription {
+    SessionDescription {
+        origin: Origin {
+            username: "-".to_string(),
+            session_id: local.session_id,
+            session_version: local.session_version,
+            address: local.address.to_string(),
+        },
+        session_name: "MediaMesh".to_string(),
+        connection: Some(Connection::new(local.address)),
+        timing: (0, 0),
+        direction: None,
+        attributes: Vec::new(),
+        media,
     }
+}
+
+/// Adds `codec` on payload type `pt` (with Opus's fmtp).
+fn push_codec(a: &mut MediaDescription, pt: u8, codec: Codec) {
+    a.formats.push(pt.to_string());
+    a.rtpmaps.push(RtpMap {
+        payload_type: pt,
+        encoding: codec.encoding().to_string(),
+        clock_rate: codec.clock_rate(),
+        channels: codec.channels(),
+    });
+    if codec == Codec::Opus {
+        a.fmtps.push((pt, "minptime=10;useinbandfec=1".to_string()));
+    }
+}
+
+/// Adds telephone-event (RFC 4733, events 0-16) at `rate` on `pt`.
+fn push_telephone_event(a: &mut MediaDescription, pt: u8, rate: u32) {
+    a.formats.push(pt.to_string());
+    a.rtpmaps.push(RtpMap {
+        payload_type: pt,
+        encoding: "telephone-event".to_string(),
+        clock_rate: rate,
+        channels: None,
+    });
+    a.fmtps.push((pt, "0-16".to_string()));
 }
 
 /// Answers an offer (RFC 3264 section 6): the first plain-RTP audio stream
@@ -749,40 +784,15 @@ pub fn answer(
             continue;
         }
         let mut a = MediaDescription::new("audio", local.port, &om.proto);
-        a.formats.push(pt.to_string());
-        a.rtpmaps.push(RtpMap {
-            payload_type: pt,
-            encoding: codec.encoding().to_string(),
-            clock_rate: codec.clock_rate(),
-            channels: codec.channels(),
-        });
-        if codec == Codec::Opus {
-            a.fmtps.push((pt, "minptime=10;useinbandfec=1".to_string()));
-        }
+        push_codec(&mut a, pt, codec);
         if let Some(te) = dtmf {
-            let rate = om.rtpmap(te).map_or(8000, |r| r.clock_rate);
-            a.formats.push(te.to_string());
-            a.rtpmaps.push(RtpMap {
-                payload_type: te,
-                encoding: "telephone-event".to_string(),
-                clock_rate: rate,
-                channels: None,
-            });
-            a.fmtps.push((te, "0-16".to_string()));
+            push_telephone_event(&mut a, te, om.rtpmap(te).map_or(8000, |r| r.clock_rate));
         }
         a.ptime = om.ptime.or(config.ptime);
         a.direction = Some(direction);
         media.push(a);
     }
-    let answer = SessionDescription {
-        origin: origin(local),
-        session_name: "MediaMesh".to_string(),
-        connection: Some(Connection::new(local.address)),
-        timing: (0, 0),
-        direction: None,
-        attributes: Vec::new(),
-        media,
-    };
+    let answer = ours(local, media);
     let negotiated = Negotiated {
         codec,
         payload_type: pt,
@@ -822,16 +832,7 @@ pub fn offer(local: &LocalMedia, config: &AudioConfig) -> SessionDescription {
         if a.formats.contains(&pt.to_string()) {
             continue;
         }
-        a.formats.push(pt.to_string());
-        a.rtpmaps.push(RtpMap {
-            payload_type: pt,
-            encoding: c.encoding().to_string(),
-            clock_rate: c.clock_rate(),
-            channels: c.channels(),
-        });
-        if c == Codec::Opus {
-            a.fmtps.push((pt, "minptime=10;useinbandfec=1".to_string()));
-        }
+        push_codec(&mut a, pt, c);
     }
     if config.dtmf {
         let mut rates = vec![(DTMF_PT, 8000)];
@@ -839,27 +840,12 @@ pub fn offer(local: &LocalMedia, config: &AudioConfig) -> SessionDescription {
             rates.insert(0, (DTMF48_PT, 48000));
         }
         for (pt, rate) in rates {
-            a.formats.push(pt.to_string());
-            a.rtpmaps.push(RtpMap {
-                payload_type: pt,
-                encoding: "telephone-event".to_string(),
-                clock_rate: rate,
-                channels: None,
-            });
-            a.fmtps.push((pt, "0-16".to_string()));
+            push_telephone_event(&mut a, pt, rate);
         }
     }
     a.ptime = config.ptime;
     a.direction = Some(local.direction);
-    SessionDescription {
-        origin: origin(local),
-        session_name: "MediaMesh".to_string(),
-        connection: Some(Connection::new(local.address)),
-        timing: (0, 0),
-        direction: None,
-        attributes: Vec::new(),
-        media: vec![a],
-    }
+    ours(local, vec![a])
 }
 
 /// Reads the answer to our offer: the codec is the answer's first format
