@@ -171,25 +171,12 @@ impl Node {
                 secret: config.secret.clone(),
                 worker: cmd_tx.clone(),
             };
-            // Detached: it ends with the process (sessions end with the worker).
-            std::thread::Builder::new()
-                .name("rtmp".into())
-                .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => return tracing::error!("RTMP runtime: {e}"),
-                    };
-                    rt.block_on(async move {
-                        match tokio::net::TcpListener::from_std(listener) {
-                            Ok(l) => crate::rtmp::serve(l, state).await,
-                            Err(e) => tracing::error!("RTMP socket: {e}"),
-                        }
-                    });
-                })
-                .map_err(|e| format!("cannot start the RTMP thread: {e}"))?;
+            spawn_protocol_thread("rtmp", async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => crate::rtmp::serve(l, state).await,
+                    Err(e) => tracing::error!("RTMP socket: {e}"),
+                }
+            })?;
         }
         let (sip_tx, sip_rx) = mpsc::channel::<crate::sip::SipRequest>(16);
         let sip_requests = sip.is_some().then_some(sip_tx);
@@ -205,37 +192,22 @@ impl Node {
                 accounts: Arc::new(accounts),
                 worker: cmd_tx.clone(),
             };
-            // Detached like the RTMP thread.
-            std::thread::Builder::new()
-                .name("sip".into())
-                .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => return tracing::error!("SIP runtime: {e}"),
-                    };
-                    rt.block_on(async move {
-                        let sockets = (|| {
-                            Ok::<_, std::io::Error>(crate::sip::SipSockets {
-                                udp: tokio::net::UdpSocket::from_std(udp)?,
-                                tcp: tokio::net::TcpListener::from_std(tcp)?,
-                                tls: match tls {
-                                    Some((l, a)) => {
-                                        Some((tokio::net::TcpListener::from_std(l)?, a))
-                                    }
-                                    None => None,
-                                },
-                            })
-                        })();
-                        match sockets {
-                            Ok(s) => crate::sip::serve(s, state, sip_rx).await,
-                            Err(e) => tracing::error!("SIP socket: {e}"),
-                        }
-                    });
-                })
-                .map_err(|e| format!("cannot start the SIP thread: {e}"))?;
+            spawn_protocol_thread("sip", async move {
+                let sockets = (|| {
+                    Ok::<_, std::io::Error>(crate::sip::SipSockets {
+                        udp: tokio::net::UdpSocket::from_std(udp)?,
+                        tcp: tokio::net::TcpListener::from_std(tcp)?,
+                        tls: match tls {
+                            Some((l, a)) => Some((tokio::net::TcpListener::from_std(l)?, a)),
+                            None => None,
+                        },
+                    })
+                })();
+                match sockets {
+                    Ok(s) => crate::sip::serve(s, state, sip_rx).await,
+                    Err(e) => tracing::error!("SIP socket: {e}"),
+                }
+            })?;
         }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let http_thread = std::thread::Builder::new()
@@ -310,6 +282,30 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.stop_and_join();
     }
+}
+
+/// Runs a protocol front end (RTMP, SIP) on a thread of its own with a
+/// current-thread runtime. Detached: it ends with the process (its sessions
+/// end with the worker).
+fn spawn_protocol_thread(
+    name: &str,
+    serve: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let what = name.to_uppercase();
+    let failed = format!("cannot start the {what} thread");
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(serve),
+                Err(e) => tracing::error!("{what} runtime: {e}"),
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("{failed}: {e}"))
 }
 
 type SipBound = (
