@@ -71,11 +71,26 @@ pub enum SipRequest {
 }
 
 struct LiveCall {
-    view: http::CallView,
+    info: http::CallInfo,
     /// Its media task and ingest, once media flows.
     media: Option<Media>,
     /// A call we dialled, until it is answered: its RTP socket and offer.
     dialled: Option<Dialled>,
+}
+
+impl LiveCall {
+    /// As the calls API shows it: ringing until a dialled call is answered.
+    fn view(&self) -> http::CallView {
+        let state = if self.dialled.is_some() {
+            "ringing"
+        } else {
+            "answered"
+        };
+        http::CallView {
+            info: self.info.clone(),
+            state,
+        }
+    }
 }
 
 /// A call's media: the ingest in the room and the task bridging it.
@@ -186,8 +201,8 @@ pub async fn serve(sockets: SipSockets, state: SipState, mut requests: mpsc::Rec
             Some(r) = requests.recv() => match r {
                 SipRequest::Dial(d) => dial(&mut ep, &mut calls, local.ip(), *d).await,
                 SipRequest::List { reply } => {
-                    let mut v: Vec<_> = calls.values().map(|c| c.view.clone()).collect();
-                    v.sort_by_key(|c| c.call);
+                    let mut v: Vec<_> = calls.values().map(LiveCall::view).collect();
+                    v.sort_by_key(|c| c.info.call);
                     let _ = reply.send(v);
                 }
                 SipRequest::Hangup { call, reply } => {
@@ -296,12 +311,11 @@ async fn on_event(
                 Err(e) => return refuse(ep, 488, &format!("no common audio: {e}")),
             };
             let sends = offer.wants_audio();
-            let view = http::CallView {
+            let info = http::CallInfo {
                 call: call.0,
                 room: caller.room.clone(),
                 peer: peer.clone(),
                 direction: "in",
-                state: "answered",
                 remote: format!("{} ({:?})", source.addr, source.transport),
             };
             let Some(media) = start_media(state, caller, peer.clone(), rtp, &neg, sends).await
@@ -309,7 +323,7 @@ async fn on_event(
                 return refuse(ep, 503, "the room cannot take the call now");
             };
             let live = LiveCall {
-                view,
+                info,
                 media: Some(media),
                 dialled: None,
             };
@@ -371,7 +385,6 @@ async fn on_event(
             };
             let sends = answer.as_ref().is_some_and(|a| a.wants_audio());
             tracing::info!(room = %d.caller.room, peer = %d.peer, codec = ?neg.codec, "SIP dial-out answered");
-            c.view.state = "answered";
             match d.rtp {
                 // Early media runs already: the answer may move or hold it.
                 None => {
@@ -502,12 +515,11 @@ async fn dial(ep: &mut Endpoint, calls: &mut HashMap<CallHandle, LiveCall>, ip: 
         calls.insert(
             call,
             LiveCall {
-                view: http::CallView {
+                info: http::CallInfo {
                     call: call.0,
                     room: d.caller.room.clone(),
                     peer: peer.clone(),
                     direction: "out",
-                    state: "ringing",
                     remote: format!("{} ({:?})", d.next_hop.addr, d.next_hop.transport),
                 },
                 media: None,

@@ -15,19 +15,26 @@ use super::{Dial, SipRequest};
 use crate::api::{check_app_secret, ApiError, AppState};
 use crate::worker::Caller;
 
-/// A call as `GET /api/sip/calls` shows it.
+/// What a call is, for `GET /api/sip/calls`.
 #[derive(Debug, Clone, Serialize)]
-pub struct CallView {
+pub struct CallInfo {
     pub call: u64,
     pub room: String,
     pub peer: String,
     /// `in` (a phone called) or `out` (dialled).
     pub direction: &'static str,
+    /// The phone's SIP address and transport.
+    pub remote: String,
+}
+
+/// A call as `GET /api/sip/calls` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallView {
+    #[serde(flatten)]
+    pub info: CallInfo,
     /// `ringing` (dialled, no answer yet; media may flow as early media) or
     /// `answered`.
     pub state: &'static str,
-    /// The phone's SIP address and transport.
-    pub remote: String,
 }
 
 fn sip_thread(state: &AppState) -> Result<mpsc::Sender<SipRequest>, ApiError> {
@@ -88,13 +95,9 @@ pub async fn dial(
     // credentials), else the target itself.
     let (next_hop, credentials) = match (&req.via, trunk) {
         (Some(v), _) => {
-            let uri = match mediamesh_sip::Uri::parse(v) {
-                Ok(u) => u,
-                Err(_) => v
-                    .parse::<std::net::SocketAddr>()
-                    .map(|a| mediamesh_sip::Uri::sip(None, &a.ip().to_string(), Some(a.port())))
-                    .map_err(|e| bad(format!("via {v}: {e} (host:port or a SIP URI)")))?,
-            };
+            let uri = mediamesh_sip::Uri::parse(v)
+                .or_else(|_| mediamesh_sip::Uri::parse(&format!("sip:{v}")))
+                .map_err(|e| bad(format!("via {v}: {e} (host:port or a SIP URI)")))?;
             (
                 crate::sip::next_hop_of(&uri).map_err(|e| bad(format!("via {e}")))?,
                 request_credentials,
