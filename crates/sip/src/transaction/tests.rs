@@ -35,6 +35,20 @@ fn status_of(m: &Message) -> u16 {
 }
 
 /// Runs every timer up to `until`, returning (time, outputs) of each firing.
+/// The last timer of `fired` ends the transaction at 64*T1 (32 s): Timeout
+/// then Terminated (timers B, F, H).
+fn assert_timed_out_at_32s(fired: &[(Instant, Vec<TxOutput>)], t0: Instant, key: TransactionKey) {
+    let (at, last) = fired.last().unwrap();
+    assert_eq!(*at - t0, Duration::from_secs(32));
+    assert_eq!(
+        events(last),
+        [
+            TxEvent::Timeout { key: key.clone() },
+            TxEvent::Terminated { key }
+        ]
+    );
+}
+
 fn run_until(t: &mut Transactions, until: Instant) -> Vec<(Instant, Vec<TxOutput>)> {
     let mut fired = Vec::new();
     while let Some(at) = t.poll_timeout() {
@@ -202,15 +216,7 @@ fn server_invite_timer_h_without_ack() {
     let resends = fired.iter().filter(|(_, o)| !sent(o).is_empty()).count();
     // G at 0.5, 1.5, 3.5, 7.5, 11.5, ... 31.5 s; H at 32 s.
     assert_eq!(resends, 10);
-    let (at, last) = fired.last().unwrap();
-    assert_eq!(*at - t0, Duration::from_secs(32));
-    assert_eq!(
-        events(last),
-        [
-            TxEvent::Timeout { key: key.clone() },
-            TxEvent::Terminated { key }
-        ]
-    );
+    assert_timed_out_at_32s(&fired, t0, key);
 }
 
 #[test]
@@ -360,15 +366,7 @@ fn client_invite_timer_a_and_b() {
         .collect();
     // Timer A doubles without a cap: 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s.
     assert_eq!(times, [500, 1500, 3500, 7500, 15500, 31500]);
-    let (at, last) = fired.last().unwrap();
-    assert_eq!(*at - t0, Duration::from_secs(32));
-    assert_eq!(
-        events(last),
-        [
-            TxEvent::Timeout { key: key.clone() },
-            TxEvent::Terminated { key }
-        ]
-    );
+    assert_timed_out_at_32s(&fired, t0, key);
 }
 
 #[test]
@@ -467,15 +465,7 @@ fn client_non_invite_timers_e_f_k() {
         times,
         [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
     );
-    let (at, last) = fired.last().unwrap();
-    assert_eq!(*at - t0, Duration::from_secs(32));
-    assert_eq!(
-        events(last),
-        [
-            TxEvent::Timeout { key: key.clone() },
-            TxEvent::Terminated { key }
-        ]
-    );
+    assert_timed_out_at_32s(&fired, t0, key);
 
     // A provisional response moves E to T2; a final one starts K (T4).
     let req = our_request("BYE", "z9hG4bKb1");
