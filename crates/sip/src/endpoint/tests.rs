@@ -18,6 +18,16 @@ fn trunk() -> Peer {
     Peer::udp(addr("192.0.2.50:5060"))
 }
 
+/// An endpoint that has just sent an INVITE with our offer to the trunk:
+/// the call and that INVITE.
+fn dialled(t0: Instant) -> (Endpoint, CallHandle, Request) {
+    let mut ep = endpoint();
+    let offer = crate::sdp::offer(&local_media(), &AudioConfig::default());
+    let call = ep.dial(dial_options(), &offer, t0).unwrap();
+    let invite = request(&sent(&mut ep)[0]).clone();
+    (ep, call, invite)
+}
+
 fn endpoint() -> Endpoint {
     Endpoint::new(
         EndpointConfig {
@@ -791,11 +801,8 @@ fn dial_out_through_a_trunk_with_credentials() {
 
 #[test]
 fn dial_out_cancelled_while_ringing() {
-    let mut ep = endpoint();
     let t0 = Instant::now();
-    let offer = crate::sdp::offer(&local_media(), &AudioConfig::default());
-    let call = ep.dial(dial_options(), &offer, t0).unwrap();
-    let invite = request(&sent(&mut ep)[0]).clone();
+    let (mut ep, call, invite) = dialled(t0);
     deliver(
         &mut ep,
         trunk(),
@@ -850,11 +857,8 @@ fn dial_out_cancelled_while_ringing() {
 
 #[test]
 fn dial_out_answer_crossing_our_cancel_is_acked_and_ended() {
-    let mut ep = endpoint();
     let t0 = Instant::now();
-    let offer = crate::sdp::offer(&local_media(), &AudioConfig::default());
-    let call = ep.dial(dial_options(), &offer, t0).unwrap();
-    let invite = request(&sent(&mut ep)[0]).clone();
+    let (mut ep, call, invite) = dialled(t0);
     // Hang up before any provisional response: the CANCEL waits (9.1).
     ep.hangup(call, t0 + 10 * MS).unwrap();
     assert!(sent(&mut ep).is_empty());
