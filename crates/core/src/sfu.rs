@@ -582,9 +582,11 @@ impl Sfu {
             return Ok(());
         }
         r.paused = paused;
+        let owner = r.owner;
         self.subscription_epoch += 1;
         if paused {
             self.set_state(receiver, ReceiverState::Inactive);
+            self.reallocate(owner, now);
             return Ok(());
         }
         r.selector = None;
@@ -596,6 +598,7 @@ impl Sfu {
             self.want_keyframe(track, now);
             self.replay_gop_if_connected(track, receiver);
         }
+        self.reallocate(owner, now);
         Ok(())
     }
 

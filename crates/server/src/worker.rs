@@ -533,6 +533,7 @@ impl Worker {
                 }
             }
             Output::DesiredBitrate { peer, bps } => {
+                tracing::debug!(%peer, bps, "desired egress bitrate");
                 if let Some(key) = self.by_peer.get(&peer).copied() {
                     if let Some(conn) = self.conns.get_mut(&key) {
                         conn.session.set_desired_bitrate(bps);

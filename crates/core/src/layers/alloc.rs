@@ -45,6 +45,11 @@ impl LayerRates {
         (r > 0).then_some(r)
     }
 
+    /// Whether any layer has been measured.
+    pub fn measured(&self) -> bool {
+        self.layers().next().is_some()
+    }
+
     /// Layers that exist, lowest first (spatial, then temporal).
     fn layers(&self) -> impl Iterator<Item = (Layer, u64)> + '_ {
         self.rates.iter().enumerate().flat_map(|(s, ts)| {

@@ -101,6 +101,11 @@ impl Sfu {
                 (now.saturating_duration_since(since) >= UNWATCHED_GRACE)
                     .then(|| cap_for(meter.rates(), meter.is_svc(), 0))
                     .flatten()
+                    // A publisher that obeyed the cap stopped its upper
+                    // layers, so only the base one is measured and there is
+                    // nothing above it to cap: keep the cap (lifting it
+                    // would bring the layers back, and the cap a second later).
+                    .or(t.cap.sent)
             };
             if t.cap.should_send(cap, now) {
                 t.cap.sent = cap;
@@ -236,8 +241,23 @@ mod tests {
         };
         assert!((60 + 150..60 + 190).contains(&i), "capped at packet {i}");
         assert!((150_000..250_000).contains(&cap), "cap {cap}");
+        // The publisher obeys: only stream 0 from now on. The cap stays (it
+        // is refreshed, never lifted while nobody watches).
+        let mut after = Vec::new();
+        for i in 300..400u64 {
+            let at = t0 + Duration::from_millis(i * 33);
+            sfu.on_media(cam, 0, vp8(i, false, 200, at)).unwrap();
+            if sfu.poll_timeout().is_some_and(|t| t <= at) {
+                sfu.handle_timeout(at);
+            }
+            after.extend(caps(&mut sfu));
+        }
+        assert!(
+            after.iter().all(Option::is_some),
+            "caps after the top streams stopped: {after:?}"
+        );
         // Bob resumes: the cap is lifted at the next evaluation.
-        let later = t0 + Duration::from_secs(11);
+        let later = t0 + Duration::from_secs(14);
         sfu.set_receiver_paused(r, false, later).unwrap();
         sfu.handle_timeout(later + CAP_INTERVAL);
         assert_eq!(caps(&mut sfu), vec![None]);

@@ -24,6 +24,15 @@ const USABLE_PERCENT: u64 = 90;
 /// periodic probes going, and the receivers move up as soon as one succeeds.
 const DEFICIENT_PERCENT: u64 = 60;
 
+/// What the transport is told to probe for per video receiver whose source
+/// has no measured layers yet (a receiver that is not subscribed yet, or a
+/// publisher whose first packets have not been metered). The estimator's
+/// first probes (3x and 6x its start value) are capped at twice the desired
+/// bitrate and happen once: sized on the audio alone they would only confirm
+/// a few hundred kbit/s and leave the estimate there, while a camera's top
+/// layer wants 1-2.5 Mbit/s.
+const UNKNOWN_VIDEO_BPS: u64 = 1_500_000;
+
 /// How long a higher estimate must hold before receivers move up on it. A
 /// probe cluster can pass a shaper's burst allowance and lift the estimate
 /// for a moment; moving up on that and back down costs a freeze. Moving
@@ -112,19 +121,35 @@ impl Sfu {
 
     /// Splits a peer's estimate across its video receivers and sets their
     /// targets. Without an estimate (yet) every receiver aims at its limit.
-    fn reallocate(&mut self, peer: PeerId, now: Instant) {
+    pub(super) fn reallocate(&mut self, peer: PeerId, now: Instant) {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
         let empty = LayerRates::default();
         let mut video: Vec<ReceiverId> = Vec::new();
         let mut audio = 0u64;
+        let mut unknown_video = 0u64;
         for rid in &p.receivers {
             let Some(r) = self.receivers.get(rid) else {
                 continue;
             };
-            if r.source.is_none() || r.paused {
+            if r.paused {
                 continue;
+            }
+            let Some(source) = r.source else {
+                if r.kind == MediaKind::Video {
+                    unknown_video += UNKNOWN_VIDEO_BPS;
+                }
+                continue;
+            };
+            if r.kind == MediaKind::Video
+                && self
+                    .tracks
+                    .get(&source)
+                    .and_then(|t| t.meter.as_ref())
+                    .is_none_or(|m| !m.rates().measured())
+            {
+                unknown_video += UNKNOWN_VIDEO_BPS;
             }
             match r.kind {
                 MediaKind::Audio => audio += AUDIO_BPS,
@@ -154,7 +179,7 @@ impl Sfu {
             plan = alloc::allocate(e / 100 * DEFICIENT_PERCENT, audio, &subs);
         }
         // Probe for the best layers plus the headroom kept on top of them.
-        let desired = plan.desired / USABLE_PERCENT * 100;
+        let desired = (plan.desired + unknown_video) / USABLE_PERCENT * 100;
         drop(subs);
         for (rid, a) in video.iter().zip(plan.allocations) {
             let Some(r) = self.receivers.get_mut(rid) else {
@@ -181,6 +206,62 @@ impl Sfu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sfu::ReceiverSource;
+    use crate::{Codec, RoomId};
+
+    fn desired(sfu: &mut Sfu) -> Vec<u64> {
+        std::iter::from_fn(|| sfu.poll_output())
+            .filter_map(|o| match o {
+                Output::DesiredBitrate { bps, .. } => Some(bps),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn video_receivers_without_measured_layers_are_probed_for_a_camera() {
+        let t0 = Instant::now();
+        let mut sfu = Sfu::new();
+        let room = RoomId::new("app", "r");
+        let viewer = sfu.add_peer(room.clone(), "viewer");
+        let mic = sfu
+            .add_receiver(
+                viewer,
+                MediaKind::Audio,
+                vec![Codec::Opus],
+                ReceiverSource::FollowRoom,
+                t0,
+            )
+            .unwrap();
+        sfu.set_estimate(viewer, 300_000, t0);
+        // Audio alone: its reserve plus headroom (nothing is playing yet, so
+        // not even that).
+        let audio_only = desired(&mut sfu);
+        assert!(audio_only.iter().all(|b| *b < 100_000), "{audio_only:?}");
+        // A video receiver, not attached yet: the first probes must be able
+        // to find a camera's top layer, not just the audio.
+        let cam = sfu
+            .add_receiver(
+                viewer,
+                MediaKind::Video,
+                vec![Codec::Vp8],
+                ReceiverSource::Track {
+                    peer: "pub".into(),
+                    track: "cam".into(),
+                },
+                t0,
+            )
+            .unwrap();
+        sfu.set_estimate(viewer, 300_000, t0);
+        assert_eq!(
+            desired(&mut sfu).last().copied(),
+            Some(UNKNOWN_VIDEO_BPS / USABLE_PERCENT * 100)
+        );
+        // A paused video receiver wants nothing.
+        sfu.set_receiver_paused(cam, true, t0).unwrap();
+        assert!(desired(&mut sfu).iter().all(|b| *b < 100_000));
+        let _ = mic;
+    }
 
     #[test]
     fn a_higher_estimate_counts_after_it_held_a_drop_at_once() {
