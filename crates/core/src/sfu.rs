@@ -676,7 +676,10 @@ impl Sfu {
         }
         t.subscribers.push(receiver);
         self.subscription_epoch += 1;
-        let paused = r.paused;
+        let (paused, owner) = (r.paused, r.owner);
+        // Its peer's budget is split again (and a new receiver gets its
+        // first layer) before the keyframe request names a stream.
+        self.reallocate(owner, now);
         if !paused {
             self.set_state(receiver, ReceiverState::Waiting);
             self.want_keyframe(track, now);

@@ -4,30 +4,37 @@
 // measures per layer of the source.
 //
 //   publisher  Chromium in the root namespace, pages/simulcast.html (@mediamesh/sdk):
-//              fake camera 640x480, session.publish(..., { simulcast: true }) = rids
-//              "0" (1/4: 160x120), "1" (1/2: 320x240), "2" (640x480), VP8 (L1T3 each).
+//              fake camera 1280x720, session.publish(..., { simulcast: true }) = rids
+//              "0" (1/4: 320x180), "1" (1/2: 640x360), "2" (1280x720), VP8 (L1T3 each);
+//              Chromium's targets for them are ~150 kbit/s, ~500 kbit/s and 1.7-2.5
+//              Mbit/s, so on a 300 kbit/s link only the low one fits.
 //   A          Chromium inside a network namespace (lib/netns.js); what the server sends
 //              it is limited to 300 kbit/s by a token bucket on the root side of its veth
-//              (`tc qdisc replace ... tbf rate 300kbit burst 16kb latency 200ms`).
+//              (`tc qdisc replace ... tbf rate 300kbit burst 3kb latency 200ms`): a
+//              bottleneck link with a 200 ms queue. The limit is on before A connects.
+//              (A bucket with a large burst, e.g. 16 KB = 430 ms at line rate, lets a
+//              15 ms probe cluster through at full speed: the estimate then believes a
+//              rate the link cannot carry until real media proves otherwise.)
 //   B          Chromium in the root namespace, unlimited.
 //
 // MediaMesh, the page server and the server's ICE candidate are on the root side of the
 // veth (X.1), so all three reach it; only A's downlink crosses the limit.
 //
-// Steps: the publisher publishes and B subscribes; we wait (bounded) until the
-// publisher's outbound-rtp shows all three rids encoding at their sizes with a target
-// bitrate (Chromium ramps its own layers with its send-side estimate):
-// `METRIC simulcast_publisher_three_layers_ms`. Then A's link is limited and A
-// subscribes. Checked (every check runs, failures are reported together):
-//   - A decodes the low layer (frameWidth 160) within 12 s of subscribing
-//     (`METRIC simulcast_limited_low_layer_ms`); after its first second at 160 and for
-//     8 s its freezeCount does not grow, it decodes >= 5 frames/s and stays at 160;
-//     (if it never gets 160: no freeze after its first second of video, whatever layer);
-//   - B decodes 640 and keeps it while A is limited, >= 10 frames/s, no freeze;
+// Steps: A's link is limited; the publisher publishes, A and B connect and B
+// subscribes; we wait (bounded) until the publisher's outbound-rtp shows all three
+// rids encoding at their sizes, rid 2 with a target of at least 1.2 Mbit/s (Chromium
+// ramps its own layers with its send-side estimate):
+// `METRIC simulcast_publisher_three_layers_ms`. Then A subscribes. Checked (every check runs, failures are reported together):
+//   - A decodes the low layer (frameWidth 320) within 12 s of subscribing
+//     (`METRIC simulcast_limited_low_layer_ms`); after its first second at 320 and for
+//     8 s its freezeCount does not grow, it decodes >= 5 frames/s and stays at 320;
+//     (if it never gets 320: no freeze after its first second of video, whatever layer);
+//   - B decodes 1280 (within 12 s of the publisher's ramped top layer) and keeps it
+//     while A is limited, >= 10 frames/s, no freeze;
 //   - the limit is lifted (`tc qdisc del`): within 10 s A decodes the top layer
-//     (frameWidth 640 at >= 75 % of the publisher's rid-2 frame rate over 1 s:
-//     `METRIC simulcast_lift_to_top_ms`; the first 640 at any rate is
-//     `METRIC simulcast_lift_to_width640_ms`) and keeps decoding there for 2 s.
+//     (frameWidth 1280 at >= 75 % of the publisher's rid-2 frame rate over 1 s:
+//     `METRIC simulcast_lift_to_top_ms`; the first 1280 at any rate is
+//     `METRIC simulcast_lift_to_top_width_ms`) and keeps decoding there for 2 s.
 // Every subscriber page samples its inbound-rtp every 250 ms and keeps the server's
 // receiver stats events (layer forwarded and its bitrate, once a second). A failure
 // shows A's and B's samples every 500 ms, the publisher's rids, the tc counters, the
@@ -49,23 +56,22 @@ import { createNetns } from '../lib/netns.js';
 before(() => { ensureOurBundle(); });
 
 const ROOM = 'room-simulcast-bwe';
-const CAMERA = { width: 640, height: 480, fps: 20 };   // Chromium's fake camera gives 20 fps
-const WIDTHS = { '0': 160, '1': 320, '2': 640 };   // rid -> frameWidth (scaleResolutionDownBy 4, 2, 1)
-const LIMIT = { rate: '300kbit', burst: '16kb', latency: '200ms' };
-// libwebrtc caps the number of simulcast streams by resolution for "legacy" apps
-// (video/config/simulcast.cc, LimitSimulcastLayerCount): 640x480 falls in the 640x360
-// row, 2 streams, so by default Chromium never encodes rid "2" at this size (measured:
-// rids 0 and 1 only, its send estimate stuck near their sum, ~680 kbit/s). The field
-// trial below lifts that cap, so the publisher sends the three streams the SDK asks for.
-const LAYER_LIMIT_OFF = '--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/';
-const RAMP_LIMIT_MS = 20000;    // publisher: all three rids encoding
-const RAMP_SUSTAIN = 4;         // ... in this many pubStats() samples in a row (250 ms apart)
-const LOW_LIMIT_MS = 12000;     // A: first frames at 160 after subscribing (B: at 640)
-const LOW_OBSERVE_MS = 8000;    // A limited, after its first second at 160
+const CAMERA = { width: 1280, height: 720, fps: 20 };   // Chromium's fake camera gives 20 fps
+const WIDTHS = { '0': 320, '1': 640, '2': 1280 };   // rid -> frameWidth (scaleResolutionDownBy 4, 2, 1)
+const LOW = WIDTHS['0'];
+const TOP = WIDTHS['2'];
+const LIMIT = { rate: '300kbit', burst: '3kb', latency: '200ms' };
+const RAMP_LIMIT_MS = 30000;    // publisher: all three rids encoding, the top one ramped
+// Chromium ramps each stream's target with its own send estimate. Until rid 2 is past
+// this, the top layer costs little more than the middle one.
+const TOP_RAMPED_BPS = 1200000;
+const RAMP_SUSTAIN = 8;         // ... in this many pubStats() samples in a row (250 ms apart: 2 s steady)
+const LOW_LIMIT_MS = 12000;     // A: first frames at LOW after subscribing (B: at TOP)
+const LOW_OBSERVE_MS = 8000;    // A limited, after its first second at LOW
 const GRACE_MS = 1000;          // freezes in A's first second at the low layer are allowed
-const TOP_LIMIT_MS = 10000;     // A: 640 after the limit is lifted
-const TOP_KEEP_MS = 2000;       // A keeps decoding at 640 this long after reaching it
-const TOP_FPS_SHARE = 0.75;     // "top layer": 640 at >= 75 % of the publisher's rid-2 frame rate
+const TOP_LIMIT_MS = 10000;     // A: TOP after the limit is lifted
+const TOP_KEEP_MS = 2000;       // A keeps decoding at TOP this long after reaching it
+const TOP_FPS_SHARE = 0.75;     // "top layer": TOP at >= 75 % of the publisher's rid-2 frame rate
 const SAMPLE_ROWS_MS = 500;
 
 // The server's debug log says which keyframe requests it got from players and sent to
@@ -99,7 +105,7 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
     // getUserMedia needs a secure context; http://X.1:PORT is not loopback.
     const secure = `--unsafely-treat-insecure-origin-as-secure=${web.base}`;
     const [rootBrowser, nsBrowser] = await Promise.all([
-      launchBrowser({ extraArgs: [secure, LAYER_LIMIT_OFF] }),
+      launchBrowser({ extraArgs: [secure] }),
       launchBrowser({ executablePath: ns.chromium, extraArgs: [secure] })
         .catch((e) => { throw new Error(`Chromium inside network namespace ${ns.name} (launcher ${ns.chromium}) did not start: ${e.message}` + ns.describe()); }),
     ]);
@@ -149,7 +155,9 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
         `\n--- publisher rids (last): ${JSON.stringify(pubRows.slice(-2))}` +
         `\n--- tc (root side of A's link):\n${ns.qdisc()}` + (await dbg(pub)) + (await dbg(A)) + (await dbg(B)) + ns.describe();
 
-      // 1. Publisher: 640x480 camera, 3-layer simulcast.
+      // 1. A's link is limited from the start; publisher: 1280x720 camera, 3-layer simulcast.
+      ns.limit(LIMIT);
+      console.log(`# limited ${ns.rootIf} (server -> A): tbf rate ${LIMIT.rate} burst ${LIMIT.burst} latency ${LIMIT.latency}`);
       const cam = await pub.evaluate((o) => window.sc.camera(o), CAMERA);
       assert.deepEqual([cam.width, cam.height], [CAMERA.width, CAMERA.height], `publisher: fake camera size ${JSON.stringify(cam)}`);
       const join = async (page, peer, receivers) => {
@@ -180,8 +188,9 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
 
       // 2. Wait until Chromium encodes all three rids at their sizes (frames rising).
       //    Sustained: the last RAMP_SUSTAIN samples (250 ms apart) all show it.
-      const threeOk = (s, p) => p && Object.entries(WIDTHS).every(([rid, w]) => s.rids[rid]?.frameWidth === w && s.rids[rid].targetBitrate > 0 && s.rids[rid].framesEncoded > (p.rids[rid]?.framesEncoded ?? 0));
-      const three = await waitFor(`publisher: outbound-rtp of rids 0, 1, 2 encoding at ${Object.values(WIDTHS).join('/')} wide (framesEncoded rising for ${RAMP_SUSTAIN} samples in a row) within ${RAMP_LIMIT_MS} ms of publish()`,
+      const threeOk = (s, p) => p && Object.entries(WIDTHS).every(([rid, w]) => s.rids[rid]?.frameWidth === w && s.rids[rid].targetBitrate > 0 && s.rids[rid].framesEncoded > (p.rids[rid]?.framesEncoded ?? 0))
+        && s.rids['2'].targetBitrate >= TOP_RAMPED_BPS;
+      const three = await waitFor(`publisher: outbound-rtp of rids 0, 1, 2 encoding at ${Object.values(WIDTHS).join('/')} wide, rid 2 targeting >= ${TOP_RAMPED_BPS} bit/s (framesEncoded rising for ${RAMP_SUSTAIN} samples in a row) within ${RAMP_LIMIT_MS} ms of publish()`,
         async () => { const s = await pub.evaluate(() => window.sc.pubStats()); pubRows.push(s); if (pubRows.length > 200) pubRows.shift(); return pubRows; },
         (rs) => rs.length > RAMP_SUSTAIN && rs.slice(-RAMP_SUSTAIN).every((r, i, a) => threeOk(r, i ? a[i - 1] : rs[rs.length - RAMP_SUSTAIN - 1])),
         { timeoutMs: RAMP_LIMIT_MS, intervalMs: 250, context: async () => `\n--- publisher rids (every 250 ms):\n${pubRows.slice(-40).map((r) => `  +${T(r.at, tPublish)}s out=${r.availableOutgoingBitrate} ${Object.entries(r.rids).map(([rid, x]) => `rid${rid}: ${x.frameWidth}x${x.frameHeight} enc=${x.framesEncoded} tgt=${x.targetBitrate} ${x.qualityLimitationReason} ${x.scalabilityMode ?? ''}`).join(' ; ')}`).join('\n')}` + await dbg(pub) });
@@ -191,11 +200,9 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
       console.log(`# publisher: three layers first seen ${first3.at - tPublish} ms after publish(), steadily from ${rampMs} ms; available out ${last.availableOutgoingBitrate}; ${Object.entries(last.rids).map(([rid, x]) => `rid ${rid} ${x.frameWidth}x${x.frameHeight} ${x.fps} fps target ${x.targetBitrate} ${x.encoder} ${x.scalabilityMode ?? ''}`).join('; ')}`);
       console.log(`METRIC simulcast_publisher_three_layers_ms=${rampMs}`);
 
-      // 3. Limit A's downlink, then A subscribes.
-      ns.limit(LIMIT);
-      console.log(`# limited ${ns.rootIf} (server -> A): tbf rate ${LIMIT.rate} burst ${LIMIT.burst} latency ${LIMIT.latency}`);
+      // 3. A subscribes.
       t0 = Date.now();
-      marks.push({ at: t0, what: `limit on, A subscribes` });
+      marks.push({ at: t0, what: `A subscribes` });
       const subA = await subscribe(A);
       console.log(`# A subscribed on ${subA.receiver} in ${subA.at - t0} ms (B ${((t0 - tSubB) / 1000).toFixed(1)} s earlier)`);
       const samplesOf = (page, since = t0) => page.evaluate((s) => window.sc.samples(s), since);
@@ -244,12 +251,12 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
       const layersOf = async (page, from, to) => (await page.evaluate((s) => window.sc.rstats(s), from)).filter((r) => r.at <= to).map((r) => `s${r.spatial}t${r.temporal}:${r.kbps}`).join(' ');
 
       // 4. Limited phase. A at the low layer (bounded wait), B at the top.
-      const [lowA, topB] = await Promise.all([firstAt(A, 160, t0, LOW_LIMIT_MS), firstAt(B, 640, tSubB, LOW_LIMIT_MS)]);
-      check(lowA, `A (limited to ${LIMIT.rate}): no frame decoded at frameWidth 160 (the low layer) within ${LOW_LIMIT_MS} ms of subscribing`);
-      check(topB, `B (unlimited): no frame decoded at frameWidth 640 (the top layer) within ${LOW_LIMIT_MS} ms of its subscribe call`);
+      const [lowA, topB] = await Promise.all([firstAt(A, LOW, t0, LOW_LIMIT_MS), firstAt(B, TOP, first3.at, LOW_LIMIT_MS)]);
+      check(lowA, `A (limited to ${LIMIT.rate}): no frame decoded at frameWidth ${LOW} (the low layer) within ${LOW_LIMIT_MS} ms of subscribing`);
+      check(topB, `B (unlimited): no frame decoded at frameWidth ${TOP} (the top layer) within ${LOW_LIMIT_MS} ms of the publisher's ramped top layer`);
       if (lowA) console.log(`METRIC simulcast_limited_low_layer_ms=${lowA.at - t0}`);
-      if (topB) console.log(`METRIC simulcast_unlimited_top_layer_ms=${topB.at - tSubB}`);
-      //    Observed for LOW_OBSERVE_MS after A's first second at 160 (without a 160, until
+      if (topB) console.log(`METRIC simulcast_unlimited_top_layer_ms=${Math.max(0, topB.at - first3.at)}`);
+      //    Observed for LOW_OBSERVE_MS after A's first second at LOW (without one, until
       //    the wait's end + the same length, so that what A got instead is on record).
       const aFrom = (lowA ? lowA.at : t0 + LOW_LIMIT_MS - LOW_OBSERVE_MS) + GRACE_MS;
       const limitedEnd = aFrom + LOW_OBSERVE_MS;
@@ -259,8 +266,8 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
       const limA = summary(allA.filter((x) => x.at >= aFrom && x.at <= limitedEnd));
       const limB = summary(allB.filter((x) => x.at >= bFrom && x.at <= limitedEnd));
       const wholeA = summary(allA.filter((x) => x.at <= limitedEnd));
-      console.log(`# limited, A from ${lowA ? 'its first second at 160' : '(never at 160)'}: ${JSON.stringify(limA)}; A from subscribing: ${JSON.stringify(wholeA)}`);
-      console.log(`# limited, B from A's subscribe call (and after its own first second at 640): ${JSON.stringify(limB)}`);
+      console.log(`# limited, A from ${lowA ? `its first second at ${LOW}` : `(never at ${LOW})`}: ${JSON.stringify(limA)}; A from subscribing: ${JSON.stringify(wholeA)}`);
+      console.log(`# limited, B from A's subscribe call (and after its own first second at ${TOP}): ${JSON.stringify(limB)}`);
       console.log(`# server: layer:kbit/s forwarded to A while limited, once a second: ${await layersOf(A, t0, limitedEnd)}`);
       console.log(`# server: layer:kbit/s forwarded to B while A was limited: ${await layersOf(B, t0, limitedEnd)}`);
       console.log(`# tc while limited: ${ns.qdisc().replace(/\n\s*/g, ' ')}`);
@@ -274,16 +281,16 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
         check(limA.n >= 8, `A: only ${limA.n} samples in ${LOW_OBSERVE_MS} ms while limited (the page's sampling stalled)`);
         check(limA.freezes === 0, `A (limited): freezeCount grew ${limA.freezeCount[0]} -> ${limA.freezeCount[1]} (${limA.freezeMs} ms frozen) after its first second at the low layer`);
         check(limA.fps >= 5, `A (limited): ${limA.fps} decoded frames/s at the low layer (want >= 5)`);
-        check(Object.keys(limA.widths).every((w) => w === '160'), `A (limited to ${LIMIT.rate}): left the low layer while limited: samples per frameWidth ${JSON.stringify(limA.widths)}`);
+        check(Object.keys(limA.widths).every((w) => w === String(LOW)), `A (limited to ${LIMIT.rate}): left the low layer while limited: samples per frameWidth ${JSON.stringify(limA.widths)}`);
       } else {
         // What A got instead, and whether that at least played without freezes after its first second.
         const firstFrame = allA.find((x) => x.framesDecoded > 0);
         const instead = summary(allA.filter((x) => firstFrame && x.at >= firstFrame.at + GRACE_MS && x.at <= limitedEnd));
-        console.log(`# A while limited decoded (samples per frameWidth) ${JSON.stringify(wholeA.widths)} instead of 160: ${JSON.stringify(instead)}`);
+        console.log(`# A while limited decoded (samples per frameWidth) ${JSON.stringify(wholeA.widths)} instead of ${LOW}: ${JSON.stringify(instead)}`);
         check(instead.freezes === 0, `A (limited): freezeCount grew ${instead.freezeCount?.[0]} -> ${instead.freezeCount?.[1]} (${instead.freezeMs} ms frozen) after its first second of video ` +
           `(at frameWidth ${Object.keys(instead.widths).join('/')}, ${instead.fps} decoded frames/s)`);
       }
-      check(limB.n >= 8 && Object.keys(limB.widths).every((w) => w === '640'), `B (unlimited): left the top layer while A was limited: samples per frameWidth ${JSON.stringify(limB.widths)}`);
+      check(limB.n >= 8 && Object.keys(limB.widths).every((w) => w === String(TOP)), `B (unlimited): left the top layer while A was limited: samples per frameWidth ${JSON.stringify(limB.widths)}`);
       check(limB.freezes === 0, `B (unlimited): freezeCount grew ${limB.freezeCount?.[0]} -> ${limB.freezeCount?.[1]} while A was limited`);
       check(limB.fps >= 10, `B (unlimited): ${limB.fps} decoded frames/s at the top layer (want >= 10)`);
 
@@ -293,18 +300,18 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
       const tLift = Date.now();
       ns.unlimit();
       marks.push({ at: tLift, what: 'limit lifted' });
-      //    The top layer = frameWidth 640 at (nearly) the frame rate the publisher encodes
-      //    rid 2 with: while limited the server may already send 640 at a lower temporal
+      //    The top layer = frameWidth TOP at (nearly) the frame rate the publisher encodes
+      //    rid 2 with: while limited the server may already send TOP at a lower temporal
       //    layer (fewer fps), which frameWidth alone does not tell apart.
       const minFps = TOP_FPS_SHARE * (pubAtLift.rids['2']?.fps || CAMERA.fps);
-      const topA = await fullRateAt(A, 640, minFps, tLift, TOP_LIMIT_MS);
-      const width640 = (await samplesOf(A, tLift)).find((x) => x.frameWidth === 640 && x.at <= tLift + TOP_LIMIT_MS);
-      check(topA, `A: not at the top layer (frameWidth 640 at >= ${minFps.toFixed(1)} decoded frames/s over 1 s) within ${TOP_LIMIT_MS} ms of the limit being lifted` +
-        (width640 ? ` (frameWidth 640 from ${width640.at - tLift} ms, at a lower frame rate)` : ' (no frame at 640 at all)'));
+      const topA = await fullRateAt(A, TOP, minFps, tLift, TOP_LIMIT_MS);
+      const topWidth = (await samplesOf(A, tLift)).find((x) => x.frameWidth === TOP && x.at <= tLift + TOP_LIMIT_MS);
+      check(topA, `A: not at the top layer (frameWidth ${TOP} at >= ${minFps.toFixed(1)} decoded frames/s over 1 s) within ${TOP_LIMIT_MS} ms of the limit being lifted` +
+        (topWidth ? ` (frameWidth ${TOP} from ${topWidth.at - tLift} ms, at a lower frame rate)` : ` (no frame at ${TOP} at all)`));
       if (topA) console.log(`METRIC simulcast_lift_to_top_ms=${topA.at - tLift}`);
-      if (width640) console.log(`METRIC simulcast_lift_to_width640_ms=${width640.at - tLift}`);
+      if (topWidth) console.log(`METRIC simulcast_lift_to_top_width_ms=${topWidth.at - tLift}`);
       await sleep(topA ? TOP_KEEP_MS : 0);
-      //    640 may first come at a lower temporal layer (fewer fps) while A's estimate
+      //    TOP may first come at a lower temporal layer (fewer fps) while A's estimate
       //    still grows: until 10 s after the lift, note when the server reports
       //    forwarding the top layer at its full frame rate (s2t2) to A (not asserted).
       const fullTop = await (async () => {
@@ -320,9 +327,9 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
       const liftA = summary(upA);
       const liftB = summary(endB);
       const path = upA.filter((x, i) => x.frameWidth && x.frameWidth !== upA[i - 1]?.frameWidth).map((x) => `${x.frameWidth}@+${((x.at - tLift) / 1000).toFixed(1)}s`).join(' -> ');
-      console.log(`# lifted: A's widths ${path || '(none)'}; A since the lift ${JSON.stringify(liftA)}; at 640 ${JSON.stringify(keepA)}; B since the lift ${JSON.stringify(liftB)}`);
+      console.log(`# lifted: A's widths ${path || '(none)'}; A since the lift ${JSON.stringify(liftA)}; at ${TOP} ${JSON.stringify(keepA)}; B since the lift ${JSON.stringify(liftB)}`);
       console.log(`# server: layer:kbit/s forwarded to A after the lift: ${await layersOf(A, tLift, Date.now())}`);
-      if (topA) check(keepA.frames >= 10 && upA.at(-1).frameWidth === 640, `A: after reaching 640 it should keep decoding at 640 for ${TOP_KEEP_MS} ms: ${JSON.stringify(keepA)}`);
+      if (topA) check(keepA.frames >= 10 && upA.at(-1).frameWidth === TOP, `A: after reaching ${TOP} it should keep decoding at ${TOP} for ${TOP_KEEP_MS} ms: ${JSON.stringify(keepA)}`);
       const lastA = upA.at(-1) ?? allA.at(-1);
       const lastB = endB.at(-1) ?? allB.at(-1);
       console.log(`METRIC simulcast_A_frames_total=${lastA?.framesDecoded}`);

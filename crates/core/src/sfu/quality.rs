@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{Output, Sfu, SfuError};
-use crate::layers::alloc::{self, LayerLimits, LayerRates, Subscription};
+use crate::layers::alloc::{self, Allocation, LayerLimits, LayerRates, Subscription};
+use crate::layers::Layer;
 use crate::{MediaKind, PeerId, ReceiverId, TrackId};
 
 /// What audio costs per receiver when the allocator reserves it (Opus at
@@ -184,6 +185,16 @@ impl Sfu {
         for (rid, a) in video.iter().zip(plan.allocations) {
             let Some(r) = self.receivers.get_mut(rid) else {
                 continue;
+            };
+            // Layers not measured yet: with an estimate to respect, start
+            // at the lowest layer (at its full frame rate) and move up once
+            // the source's rates show what fits; without one (no bandwidth
+            // estimation on this transport) aim at the best.
+            let a = match a {
+                Allocation::Unknown if estimate.is_some() => {
+                    Allocation::Layer(Layer::new(r.limits.min.spatial, r.limits.max.temporal))
+                }
+                a => a,
             };
             if r.allocation == a {
                 continue;
