@@ -51,6 +51,11 @@ pub enum Output {
     /// The bitrate worth probing for towards a peer (its receivers at their
     /// best allowed layers).
     DesiredBitrate { peer: PeerId, bps: u64 },
+    /// The peer's receivers are below their best layers for want of
+    /// bandwidth: probe now for more (sent once a second while it lasts).
+    /// The estimator only probes on its own every few seconds, and a link
+    /// that got faster is only discovered by a probe.
+    ProbeBandwidth { peer: PeerId },
     /// Cap what the publisher of a track sends (no subscriber needs its
     /// upper layers), or lift the cap (`None`).
     PublisherCap {
@@ -748,6 +753,7 @@ impl Sfu {
         if self.next_caps.is_some_and(|t| t <= now) {
             self.next_caps = Some(now + feedback::CAP_INTERVAL);
             self.publisher_caps(now);
+            self.probe_requests();
         }
         let mut due: Vec<(TrackId, PeerId, Option<u8>)> = Vec::new();
         for (id, t) in self.tracks.iter_mut() {

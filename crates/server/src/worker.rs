@@ -541,6 +541,14 @@ impl Worker {
                     }
                 }
             }
+            Output::ProbeBandwidth { peer } => {
+                if let Some(key) = self.by_peer.get(&peer).copied() {
+                    if let Some(conn) = self.conns.get_mut(&key) {
+                        conn.session.request_probe(now);
+                        self.mark(key);
+                    }
+                }
+            }
             Output::RequestKeyframe {
                 peer,
                 track,

@@ -12,6 +12,7 @@
 pub use str0m::media::Mid;
 
 mod demux;
+pub mod probe;
 mod sdpfrag;
 mod session;
 mod stun;

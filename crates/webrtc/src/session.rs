@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use mediamesh_core::layers::av1_dd::URI as DD_URI;
 use mediamesh_core::{Codec, MediaKind, MediaPacket, ReceiverId, TrackId};
 use str0m::bwe::{Bitrate, BweKind};
+
+use crate::probe::{ProbeAction, Prober};
 use str0m::change::SdpOffer;
 use str0m::channel::ChannelConfig;
 use str0m::format::Codec as RtcCodec;
@@ -167,6 +169,8 @@ pub struct Session {
     /// Packets were written since the last poll: str0m only stamps and
     /// releases queued packets when time is advanced.
     wrote: bool,
+    /// Probe requests of the SFU (see [`crate::probe`]).
+    prober: Prober,
 }
 
 /// The AV1 Dependency Descriptor header extension, carried as raw bytes:
@@ -384,6 +388,7 @@ impl Session {
             closed: false,
             next_timeout: now,
             wrote: false,
+            prober: Prober::default(),
         };
         s.rx_codecs = s
             .rtc
@@ -628,6 +633,7 @@ impl Session {
             },
             Event::RtpPacket(p) => self.on_rtp(p),
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                self.prober.on_estimate(estimate.as_u64(), now);
                 self.events.push(SessionEvent::EgressEstimate {
                     bps: estimate.as_u64(),
                 });
@@ -877,7 +883,26 @@ impl Session {
     /// The bitrate the server would like to send this peer (all its
     /// receivers at their best layers): the estimator probes up to it.
     pub fn set_desired_bitrate(&mut self, bps: u64) {
+        self.prober.set_desired(bps);
         self.rtc.bwe().set_desired_bitrate(Bitrate::bps(bps));
+    }
+
+    /// Probes for more egress bandwidth now (the SFU's receivers wait for
+    /// it; see [`crate::probe`]).
+    pub fn request_probe(&mut self, now: Instant) {
+        match self.prober.request(now) {
+            Some(ProbeAction::Desired(bps)) => {
+                self.rtc.bwe().set_desired_bitrate(Bitrate::bps(bps))
+            }
+            Some(ProbeAction::Reset(bps)) => {
+                tracing::debug!(
+                    bps,
+                    "egress estimate stuck while receivers wait: estimator restarted"
+                );
+                self.rtc.bwe().reset(Bitrate::bps(bps));
+            }
+            None => {}
+        }
     }
 
     /// Applies a trickle ICE fragment. When it carries new ICE credentials

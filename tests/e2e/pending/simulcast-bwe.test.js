@@ -55,12 +55,18 @@ import { createNetns } from '../lib/netns.js';
 
 before(() => { ensureOurBundle(); });
 
-const ROOM = 'room-simulcast-bwe';
+// Proof 2 (VP8 simulcast) and proof 3 (VP9 SVC, H264 simulcast) of the issue, each
+// its own test (server, browsers and namespace of its own).
+const CASES = [
+  { name: 'vp8-simulcast', publish: { simulcast: true }, svc: false, codec: 'vp8' },
+  { name: 'vp9-svc', publish: { codec: 'vp9', scalabilityMode: 'L3T3' }, svc: true, codec: 'vp9' },
+  { name: 'h264-simulcast', publish: { codec: 'h264', simulcast: true }, svc: false, codec: 'h264' },
+];
 const CAMERA = { width: 1280, height: 720, fps: 20 };   // Chromium's fake camera gives 20 fps
 const WIDTHS = { '0': 320, '1': 640, '2': 1280 };   // rid -> frameWidth (scaleResolutionDownBy 4, 2, 1)
 const LOW = WIDTHS['0'];
 const TOP = WIDTHS['2'];
-const LIMIT = { rate: '300kbit', burst: '3kb', latency: '200ms' };
+const LIMIT = { rate: '300kbit', burst: '1600', latency: '200ms' };
 const RAMP_LIMIT_MS = 30000;    // publisher: all three rids encoding, the top one ramped
 // Chromium ramps each stream's target with its own send estimate. Until rid 2 is past
 // this, the top layer costs little more than the middle one.
@@ -92,7 +98,13 @@ function keyframeRequests(server) {
 
 const T = (at, t0) => ((at - t0) / 1000).toFixed(1);
 
-test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s gets the low layer without freezes and the top layer within 10 s of the limit going; an unlimited one keeps the top layer', { timeout: 90000 }, async () => {
+for (const c of CASES) {
+  test(`simulcast-bwe (${c.name}): 3 spatial layers; a subscriber limited to 300 kbit/s gets the low layer without freezes and the top layer within 10 s of the limit going; an unlimited one keeps the top layer`, { timeout: 120000 }, () => runCase(c));
+}
+
+async function runCase(c) {
+  const ROOM = `room-bwe-${c.name}`;
+  const M = (name) => `simulcast_${c.name.replace('-', '_')}_${name}`;
   const tStart = Date.now();
   const ns = createNetns();
   if (ns.removedLeftovers.length) console.log(`# removed leftovers of earlier runs: ${ns.removedLeftovers.join(', ')}`);
@@ -111,7 +123,7 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
     ]);
     browsers.push(rootBrowser, nsBrowser);
 
-    await withMediaMesh('simulcast-bwe', { host: ns.rootAddr }, async (server) => {
+    await withMediaMesh(`bwe-${c.name}`, { host: ns.rootAddr }, async (server) => {
       const open = async (browser, label) => {
         const p = await newPage(browser, label);
         await p.goto(`${web.base}/simulcast.html`);
@@ -167,9 +179,9 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
         assert.equal(r.state, 'connected', `${peer}: session state after connect ${JSON.stringify(r)}` + await dbg(page));
         return r;
       };
-      await join(pub, 'publisher', { audio: 0, video: 0 });
+      await join(pub, 'publisher', { audio: 0, video: 1 });
       const tPublish = Date.now();
-      const enc = await pub.evaluate(() => window.sc.publish({ simulcast: true }));
+      const enc = await pub.evaluate((o) => window.sc.publish(o), c.publish);
       const pubSdp = await pub.evaluate(() => window.sc.debug());
       const simLines = (sdp) => (sdp || '').split('\r\n').filter((l) => /^a=(rid|simulcast):/.test(l)).join(' | ');
       console.log(`# publisher: camera ${JSON.stringify(cam)}; sender encodings ${JSON.stringify(enc.encodings.map((e) => ({ rid: e.rid, active: e.active, scaleResolutionDownBy: e.scaleResolutionDownBy })))}; codecs ${[...new Set(enc.codecs)].join(',')}`);
@@ -188,9 +200,14 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
 
       // 2. Wait until Chromium encodes all three rids at their sizes (frames rising).
       //    Sustained: the last RAMP_SUSTAIN samples (250 ms apart) all show it.
-      const threeOk = (s, p) => p && Object.entries(WIDTHS).every(([rid, w]) => s.rids[rid]?.frameWidth === w && s.rids[rid].targetBitrate > 0 && s.rids[rid].framesEncoded > (p.rids[rid]?.framesEncoded ?? 0))
-        && s.rids['2'].targetBitrate >= TOP_RAMPED_BPS;
-      const three = await waitFor(`publisher: outbound-rtp of rids 0, 1, 2 encoding at ${Object.values(WIDTHS).join('/')} wide, rid 2 targeting >= ${TOP_RAMPED_BPS} bit/s (framesEncoded rising for ${RAMP_SUSTAIN} samples in a row) within ${RAMP_LIMIT_MS} ms of publish()`,
+      //    SVC: one outbound-rtp, at the top layer's size, its target covering all layers.
+      //    (Chromium reports the base layer's target for an SVC stream: its send rate is used.)
+      const threeOk = (s, p) => p && (c.svc
+        ? Object.values(s.rids).length === 1 && Object.entries(s.rids).every(([k, x]) => x.frameWidth === TOP && x.framesEncoded > (p.rids[k]?.framesEncoded ?? 0)
+          && ((x.bytesSent - (p.rids[k]?.bytesSent ?? 0)) * 8000) / Math.max(1, s.at - p.at) >= TOP_RAMPED_BPS)
+        : Object.entries(WIDTHS).every(([rid, w]) => s.rids[rid]?.frameWidth === w && s.rids[rid].targetBitrate > 0 && s.rids[rid].framesEncoded > (p.rids[rid]?.framesEncoded ?? 0))
+          && s.rids['2'].targetBitrate >= TOP_RAMPED_BPS);
+      const three = await waitFor(`publisher: outbound-rtp of ${c.svc ? `the SVC stream at ${TOP}` : `rids 0, 1, 2 encoding at ${Object.values(WIDTHS).join('/')}`} wide, ${c.svc ? 'it' : 'rid 2'} targeting >= ${TOP_RAMPED_BPS} bit/s (framesEncoded rising for ${RAMP_SUSTAIN} samples in a row) within ${RAMP_LIMIT_MS} ms of publish()`,
         async () => { const s = await pub.evaluate(() => window.sc.pubStats()); pubRows.push(s); if (pubRows.length > 200) pubRows.shift(); return pubRows; },
         (rs) => rs.length > RAMP_SUSTAIN && rs.slice(-RAMP_SUSTAIN).every((r, i, a) => threeOk(r, i ? a[i - 1] : rs[rs.length - RAMP_SUSTAIN - 1])),
         { timeoutMs: RAMP_LIMIT_MS, intervalMs: 250, context: async () => `\n--- publisher rids (every 250 ms):\n${pubRows.slice(-40).map((r) => `  +${T(r.at, tPublish)}s out=${r.availableOutgoingBitrate} ${Object.entries(r.rids).map(([rid, x]) => `rid${rid}: ${x.frameWidth}x${x.frameHeight} enc=${x.framesEncoded} tgt=${x.targetBitrate} ${x.qualityLimitationReason} ${x.scalabilityMode ?? ''}`).join(' ; ')}`).join('\n')}` + await dbg(pub) });
@@ -198,7 +215,7 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
       const last = three.at(-1);
       const rampMs = three.at(-RAMP_SUSTAIN).at - tPublish;
       console.log(`# publisher: three layers first seen ${first3.at - tPublish} ms after publish(), steadily from ${rampMs} ms; available out ${last.availableOutgoingBitrate}; ${Object.entries(last.rids).map(([rid, x]) => `rid ${rid} ${x.frameWidth}x${x.frameHeight} ${x.fps} fps target ${x.targetBitrate} ${x.encoder} ${x.scalabilityMode ?? ''}`).join('; ')}`);
-      console.log(`METRIC simulcast_publisher_three_layers_ms=${rampMs}`);
+      console.log(`METRIC ${M('publisher_three_layers_ms')}=${rampMs}`);
 
       // 3. A subscribes.
       t0 = Date.now();
@@ -254,8 +271,8 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
       const [lowA, topB] = await Promise.all([firstAt(A, LOW, t0, LOW_LIMIT_MS), firstAt(B, TOP, first3.at, LOW_LIMIT_MS)]);
       check(lowA, `A (limited to ${LIMIT.rate}): no frame decoded at frameWidth ${LOW} (the low layer) within ${LOW_LIMIT_MS} ms of subscribing`);
       check(topB, `B (unlimited): no frame decoded at frameWidth ${TOP} (the top layer) within ${LOW_LIMIT_MS} ms of the publisher's ramped top layer`);
-      if (lowA) console.log(`METRIC simulcast_limited_low_layer_ms=${lowA.at - t0}`);
-      if (topB) console.log(`METRIC simulcast_unlimited_top_layer_ms=${Math.max(0, topB.at - first3.at)}`);
+      if (lowA) console.log(`METRIC ${M('limited_low_layer_ms')}=${lowA.at - t0}`);
+      if (topB) console.log(`METRIC ${M('unlimited_top_layer_ms')}=${Math.max(0, topB.at - first3.at)}`);
       //    Observed for LOW_OBSERVE_MS after A's first second at LOW (without one, until
       //    the wait's end + the same length, so that what A got instead is on record).
       const aFrom = (lowA ? lowA.at : t0 + LOW_LIMIT_MS - LOW_OBSERVE_MS) + GRACE_MS;
@@ -271,12 +288,12 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
       console.log(`# server: layer:kbit/s forwarded to A while limited, once a second: ${await layersOf(A, t0, limitedEnd)}`);
       console.log(`# server: layer:kbit/s forwarded to B while A was limited: ${await layersOf(B, t0, limitedEnd)}`);
       console.log(`# tc while limited: ${ns.qdisc().replace(/\n\s*/g, ' ')}`);
-      console.log(`METRIC simulcast_limited_A_fps=${limA.fps}`);
-      console.log(`METRIC simulcast_limited_A_kbps=${limA.kbps}`);
-      console.log(`METRIC simulcast_limited_A_freezes=${limA.freezes}`);
-      console.log(`METRIC simulcast_limited_A_freezes_from_subscribe=${wholeA.freezeCount?.[1] ?? 0}`);
-      console.log(`METRIC simulcast_unlimited_B_fps=${limB.fps}`);
-      console.log(`METRIC simulcast_unlimited_B_freezes=${limB.freezes}`);
+      console.log(`METRIC ${M('limited_A_fps')}=${limA.fps}`);
+      console.log(`METRIC ${M('limited_A_kbps')}=${limA.kbps}`);
+      console.log(`METRIC ${M('limited_A_freezes')}=${limA.freezes}`);
+      console.log(`METRIC ${M('limited_A_freezes_from_subscribe')}=${wholeA.freezeCount?.[1] ?? 0}`);
+      console.log(`METRIC ${M('unlimited_B_fps')}=${limB.fps}`);
+      console.log(`METRIC ${M('unlimited_B_freezes')}=${limB.freezes}`);
       if (lowA) {
         check(limA.n >= 8, `A: only ${limA.n} samples in ${LOW_OBSERVE_MS} ms while limited (the page's sampling stalled)`);
         check(limA.freezes === 0, `A (limited): freezeCount grew ${limA.freezeCount[0]} -> ${limA.freezeCount[1]} (${limA.freezeMs} ms frozen) after its first second at the low layer`);
@@ -303,13 +320,13 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
       //    The top layer = frameWidth TOP at (nearly) the frame rate the publisher encodes
       //    rid 2 with: while limited the server may already send TOP at a lower temporal
       //    layer (fewer fps), which frameWidth alone does not tell apart.
-      const minFps = TOP_FPS_SHARE * (pubAtLift.rids['2']?.fps || CAMERA.fps);
+      const minFps = TOP_FPS_SHARE * ((c.svc ? Object.values(pubAtLift.rids)[0]?.fps : pubAtLift.rids['2']?.fps) || CAMERA.fps);
       const topA = await fullRateAt(A, TOP, minFps, tLift, TOP_LIMIT_MS);
       const topWidth = (await samplesOf(A, tLift)).find((x) => x.frameWidth === TOP && x.at <= tLift + TOP_LIMIT_MS);
       check(topA, `A: not at the top layer (frameWidth ${TOP} at >= ${minFps.toFixed(1)} decoded frames/s over 1 s) within ${TOP_LIMIT_MS} ms of the limit being lifted` +
         (topWidth ? ` (frameWidth ${TOP} from ${topWidth.at - tLift} ms, at a lower frame rate)` : ` (no frame at ${TOP} at all)`));
-      if (topA) console.log(`METRIC simulcast_lift_to_top_ms=${topA.at - tLift}`);
-      if (topWidth) console.log(`METRIC simulcast_lift_to_top_width_ms=${topWidth.at - tLift}`);
+      if (topA) console.log(`METRIC ${M('lift_to_top_ms')}=${topA.at - tLift}`);
+      if (topWidth) console.log(`METRIC ${M('lift_to_top_width_ms')}=${topWidth.at - tLift}`);
       await sleep(topA ? TOP_KEEP_MS : 0);
       //    TOP may first come at a lower temporal layer (fewer fps) while A's estimate
       //    still grows: until 10 s after the lift, note when the server reports
@@ -321,7 +338,7 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
           await sleep(250);
         }
       })();
-      console.log(`METRIC simulcast_lift_to_full_top_ms=${fullTop ? fullTop.at - tLift : `none within ${TOP_LIMIT_MS}`}`);
+      console.log(`METRIC ${M('lift_to_full_top_ms')}=${fullTop ? fullTop.at - tLift : `none within ${TOP_LIMIT_MS}`}`);
       const [upA, endB] = await Promise.all([samplesOf(A, tLift), samplesOf(B, tLift)]);
       const keepA = topA ? summary(upA.filter((x) => x.at >= topA.at)) : null;
       const liftA = summary(upA);
@@ -332,10 +349,10 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
       if (topA) check(keepA.frames >= 10 && upA.at(-1).frameWidth === TOP, `A: after reaching ${TOP} it should keep decoding at ${TOP} for ${TOP_KEEP_MS} ms: ${JSON.stringify(keepA)}`);
       const lastA = upA.at(-1) ?? allA.at(-1);
       const lastB = endB.at(-1) ?? allB.at(-1);
-      console.log(`METRIC simulcast_A_frames_total=${lastA?.framesDecoded}`);
-      console.log(`METRIC simulcast_A_freezes_total=${lastA?.freezeCount}`);
-      console.log(`METRIC simulcast_B_frames_total=${lastB?.framesDecoded}`);
-      console.log(`METRIC simulcast_B_freezes_total=${lastB?.freezeCount}`);
+      console.log(`METRIC ${M('A_frames_total')}=${lastA?.framesDecoded}`);
+      console.log(`METRIC ${M('A_freezes_total')}=${lastA?.freezeCount}`);
+      console.log(`METRIC ${M('B_frames_total')}=${lastB?.framesDecoded}`);
+      console.log(`METRIC ${M('B_freezes_total')}=${lastB?.freezeCount}`);
       console.log(`# server keyframe requests (debug log): ${keyframeRequests(server)}`);
       // The layers the server reported forwarding: a VP8 L1T3 source whose temporal
       // layers never show (t0 only, at the full frame rate) is one whose packets carry
@@ -347,6 +364,8 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
         ? `the server reported temporal layer 0 only for this L1T3 source${ddAccepted ? ' (it accepted the Dependency Descriptor extension from the publisher: Chromium then sends VP8 without TID/picture id)' : ''}`
         : `temporal layers reported by the server: ${[...temporals].sort().join(', ')}`;
       console.log(`# ${note}`);
+      const codecB = (await samplesOf(B, tLift)).at(-1)?.codec;
+      check(String(codecB ?? '').toLowerCase().includes(c.codec), `B decoded ${codecB}, not ${c.codec}`);
       if (failures.length) {
         throw new Error(`${failures.length} check(s) failed:\n  - ${failures.join('\n  - ')}\n  (${note})` + await context());
       }
@@ -363,4 +382,4 @@ test('simulcast-bwe: 3-layer VP8 simulcast; a subscriber limited to 300 kbit/s g
       console.error(`# ${msg}`);
     }
   }
-});
+}

@@ -49,7 +49,17 @@ impl LiveLayers {
     }
 }
 
+/// How many recent windows a layer's rate is the median of.
+const HISTORY: usize = 3;
+
 /// Per-layer byte counters of one source.
+///
+/// A layer's rate is the median of its last [`HISTORY`] windows (the lower
+/// one while it has two), smoothed against the previous value: a keyframe
+/// fills one window several times over what the layer costs, and a rate
+/// that jumped on it would move subscribers down a layer and back up again
+/// (each move costs a keyframe). A layer seen in one window only is not
+/// reported yet.
 #[derive(Debug, Clone)]
 pub struct LayerMeter {
     /// Spatial layers depend on the ones below (SVC) rather than being
@@ -57,6 +67,8 @@ pub struct LayerMeter {
     svc: bool,
     bytes: [[u64; MAX_LAYERS]; MAX_LAYERS],
     window_start: Option<Instant>,
+    /// The raw rates of the last windows, newest last.
+    history: std::collections::VecDeque<Vec<Vec<u64>>>,
     rates: LayerRates,
 }
 
@@ -66,6 +78,7 @@ impl LayerMeter {
             svc,
             bytes: [[0; MAX_LAYERS]; MAX_LAYERS],
             window_start: None,
+            history: std::collections::VecDeque::with_capacity(HISTORY),
             rates: LayerRates::default(),
         }
     }
@@ -112,15 +125,36 @@ impl LayerMeter {
                 row.push(bps(sum).max(1));
             }
         }
-        // Smooth against the previous window so a keyframe does not swing
-        // the allocation.
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(rates.clone());
+        // Median over the windows that saw the layer, then smoothed
+        // against the previous value.
         let old = std::mem::take(&mut self.rates.rates);
         for (s, row) in rates.iter_mut().enumerate() {
-            for (t, r) in row.iter_mut().enumerate() {
-                if let Some(prev) = old.get(s).and_then(|x| x.get(t)) {
-                    *r = (*r + prev * 3) / 4;
+            let mut kept = 0;
+            for (t, cell) in row.iter_mut().enumerate() {
+                let mut seen: Vec<u64> = self
+                    .history
+                    .iter()
+                    .filter_map(|w| w.get(s).and_then(|x| x.get(t)).copied())
+                    .collect();
+                if seen.len() < 2 {
+                    break;
                 }
+                seen.sort_unstable();
+                let median = seen[(seen.len() - 1) / 2];
+                *cell = match old.get(s).and_then(|x| x.get(t)) {
+                    Some(prev) => (median + prev * 3) / 4,
+                    None => median,
+                };
+                kept = t + 1;
             }
+            row.truncate(kept);
+        }
+        while rates.last().is_some_and(Vec::is_empty) {
+            rates.pop();
         }
         self.rates.rates = rates;
         self.bytes = [[0; MAX_LAYERS]; MAX_LAYERS];
@@ -173,22 +207,68 @@ mod tests {
         }
         assert!(m.rates().rates.is_empty());
         assert!(m.on_packet(Layer::new(0, 0), 0, t0 + WINDOW));
+        // One window is not a measurement yet.
+        assert!(m.rates().rates.is_empty());
+        for i in 0..10u64 {
+            let at = t0 + WINDOW + Duration::from_millis(i * 40);
+            m.on_packet(Layer::new(0, 0), 950, at);
+            m.on_packet(Layer::new(0, 1), 450, at);
+            m.on_packet(Layer::new(1, 0), 1950, at);
+        }
+        assert!(m.on_packet(Layer::new(0, 0), 0, t0 + WINDOW * 2));
         // (10 * 1000 B + 50 B of the closing packet) * 8 / 0.5 s.
         assert_eq!(m.rates().rates[0], vec![160_800, 160_800 + 80_000]);
         assert_eq!(m.rates().rates[1], vec![320_000]);
     }
 
     #[test]
+    fn a_keyframe_window_does_not_swing_the_rate() {
+        let t0 = Instant::now();
+        let mut m = LayerMeter::new(false);
+        // 100 kbit/s steady (25 x 200 B + headers per 500 ms), one window
+        // with a 30 kB keyframe in it, then steady again.
+        let mut at = t0;
+        let mut rates = Vec::new();
+        for w in 0..8u32 {
+            let start = t0 + WINDOW * w;
+            for i in 0..25u32 {
+                at = start + WINDOW * i / 25;
+                let size = if w == 4 && i == 0 { 30_000 } else { 200 };
+                if m.on_packet(Layer::new(0, 0), size, at) {
+                    rates.push(m.rates().rate(Layer::new(0, 0)));
+                }
+            }
+        }
+        let _ = at;
+        let steady = 25 * 250 * 8 * 2;
+        for r in rates.iter().flatten() {
+            assert!(r.abs_diff(steady) < steady / 5, "rates {rates:?}");
+        }
+        assert!(rates.iter().flatten().count() >= 5, "rates {rates:?}");
+    }
+
+    #[test]
     fn svc_layers_include_the_ones_below_and_rates_are_smoothed() {
         let t0 = Instant::now();
         let mut m = LayerMeter::new(true);
-        m.on_packet(Layer::new(0, 0), 950, t0);
-        m.on_packet(Layer::new(1, 0), 950, t0);
-        m.on_packet(Layer::new(0, 0), 0, t0 + WINDOW);
+        // Each window: its packets, then the packet that closes it (50 B of headers on layer 0).
+        let window = |m: &mut LayerMeter, w: u32, packets: &[(u8, usize)]| {
+            let start = t0 + WINDOW * w;
+            for (s, size) in packets {
+                m.on_packet(Layer::new(*s, 0), *size, start + Duration::from_millis(1));
+            }
+            assert!(m.on_packet(Layer::new(0, 0), 0, start + WINDOW));
+        };
+        m.on_packet(Layer::new(0, 0), 0, t0);
+        window(&mut m, 0, &[(0, 950), (1, 950)]);
+        window(&mut m, 1, &[(0, 950), (1, 950)]);
         let s0 = m.rates().rates[0][0];
+        // Spatial layer 1 costs its own packets plus layer 0's.
         assert_eq!(m.rates().rates[1][0], s0 + 16_000);
-        // A nearly empty next window pulls the rate down by a quarter of the difference.
-        m.on_packet(Layer::new(0, 0), 0, t0 + WINDOW * 2);
+        // Two nearly empty windows: the median falls, and the rate by a
+        // quarter of the difference.
+        window(&mut m, 2, &[]);
+        window(&mut m, 3, &[]);
         assert_eq!(m.rates().rates.len(), 1);
         assert_eq!(m.rates().rates[0][0], (800 + s0 * 3) / 4);
     }

@@ -48,6 +48,8 @@ pub(super) struct PeerBudget {
     estimates: VecDeque<(Instant, u64)>,
     /// The desired bitrate last told to the transport.
     desired: u64,
+    /// The last allocation could not pay for every receiver's best layer.
+    deficient: bool,
 }
 
 impl PeerBudget {
@@ -100,6 +102,23 @@ impl Sfu {
         }
         self.estimates.entry(peer).or_default().push(bps, now);
         self.reallocate(peer, now);
+    }
+
+    /// Asks for a probe towards every peer whose receivers wait for
+    /// bandwidth (see [`Output::ProbeBandwidth`]).
+    pub(super) fn probe_requests(&mut self) {
+        let mut peers: Vec<PeerId> = self
+            .estimates
+            .iter()
+            .filter(|(_, b)| b.deficient)
+            .map(|(p, _)| *p)
+            .collect();
+        peers.sort();
+        self.outputs.extend(
+            peers
+                .into_iter()
+                .map(|peer| Output::ProbeBandwidth { peer }),
+        );
     }
 
     /// A track's measured layer rates changed: its subscribers' peers
@@ -176,7 +195,8 @@ impl Sfu {
         let estimate = self.estimates.get_mut(&peer).and_then(|b| b.sustained(now));
         let usable = estimate.map_or(u64::MAX, |e| e / 100 * USABLE_PERCENT);
         let mut plan = alloc::allocate(usable, audio, &subs);
-        if let Some(e) = estimate.filter(|e| plan.desired > *e) {
+        let deficient = estimate.is_some_and(|e| plan.desired > e);
+        if let Some(e) = estimate.filter(|_| deficient) {
             plan = alloc::allocate(e / 100 * DEFICIENT_PERCENT, audio, &subs);
         }
         // Probe for the best layers plus the headroom kept on top of them.
@@ -204,6 +224,7 @@ impl Sfu {
             r.allocation = a;
         }
         if let Some(b) = self.estimates.get_mut(&peer) {
+            b.deficient = deficient;
             // Tell the transport when the wish moved by more than 10 %.
             if desired.abs_diff(b.desired) > b.desired / 10 {
                 b.desired = desired;
@@ -272,6 +293,67 @@ mod tests {
         sfu.set_receiver_paused(cam, true, t0).unwrap();
         assert!(desired(&mut sfu).iter().all(|b| *b < 100_000));
         let _ = mic;
+    }
+
+    #[test]
+    fn a_peer_short_of_bandwidth_asks_for_probes_until_it_has_enough() {
+        use std::sync::Arc;
+        let t0 = Instant::now();
+        let mut sfu = Sfu::new();
+        let room = RoomId::new("app", "r");
+        let alice = sfu.add_peer(room.clone(), "alice");
+        let cam = sfu
+            .publish_track(alice, MediaKind::Video, "cam", None, t0)
+            .unwrap();
+        let bob = sfu.add_peer(room, "bob");
+        let src = ReceiverSource::Track {
+            peer: "alice".into(),
+            track: "cam".into(),
+        };
+        sfu.add_receiver(bob, MediaKind::Video, vec![Codec::Vp8], src, t0)
+            .unwrap();
+        sfu.set_estimate(bob, 100_000, t0);
+        // Three VP8 streams at 30 fps (~60, ~160, ~380 kbit/s) for 4 s.
+        let mut probes = Vec::new();
+        let run = |sfu: &mut Sfu, from: u64, to: u64| {
+            let mut n = 0;
+            for i in from..to {
+                let at = t0 + Duration::from_millis(i * 33);
+                for (stream, size) in [(0u8, 200usize), (1, 600), (2, 1500)] {
+                    let mut payload = vec![0u8; size];
+                    payload[0] = 0x10;
+                    payload[1] = u8::from(i != 0);
+                    let p = crate::MediaPacket {
+                        codec: Codec::Vp8,
+                        seq: i,
+                        timestamp: i as u32 * 3000,
+                        marker: true,
+                        keyframe: i == 0,
+                        audio_level: None,
+                        dependency_descriptor: None,
+                        arrival: at,
+                        payload: Arc::from(payload),
+                    };
+                    sfu.on_media(cam, stream, p).unwrap();
+                }
+                if sfu.poll_timeout().is_some_and(|t| t <= at) {
+                    sfu.handle_timeout(at);
+                }
+                n += std::iter::from_fn(|| sfu.poll_output())
+                    .filter(|o| matches!(o, Output::ProbeBandwidth { peer } if *peer == bob))
+                    .count();
+            }
+            n
+        };
+        probes.push(run(&mut sfu, 0, 120));
+        // Enough for every stream: no more probes asked for.
+        sfu.set_estimate(bob, 5_000_000, t0 + Duration::from_millis(120 * 33));
+        // (While the higher estimate has not held for UPGRADE_HOLD, the
+        // peer is still short.)
+        probes.push(run(&mut sfu, 120, 180));
+        probes.push(run(&mut sfu, 180, 240));
+        assert!(probes[0] >= 2, "probes while short: {probes:?}");
+        assert_eq!(probes[2], 0, "probes with enough: {probes:?}");
     }
 
     #[test]
