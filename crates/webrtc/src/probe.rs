@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 /// How long the estimate may stay without a significant rise, while the
 /// SFU asks for probes, before the estimator is restarted.
-pub const STUCK_AFTER: Duration = Duration::from_secs(6);
+pub const STUCK_AFTER: Duration = Duration::from_secs(4);
 
 /// What to do to the estimator for one probe request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(p.request(t0), None);
         p.set_desired(1_000_000);
         p.on_estimate(300_000, t0);
-        let s = Duration::from_secs(1);
+        let s = Duration::from_millis(500);
         assert_eq!(p.request(t0 + s), Some(ProbeAction::Desired(1_050_000)));
         assert_eq!(p.request(t0 + s * 2), Some(ProbeAction::Desired(1_000_000)));
         assert_eq!(p.request(t0 + s * 3), Some(ProbeAction::Desired(1_050_000)));
@@ -108,29 +108,35 @@ mod tests {
     fn an_estimate_that_does_not_rise_restarts_the_estimator() {
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
+        let stuck = STUCK_AFTER.as_secs() as u32;
         let mut p = Prober::default();
         p.set_desired(3_000_000);
         p.on_estimate(150_000, t0);
         // Creeping up by less than 5 % at a time is not a rise.
-        for i in 1..6u32 {
+        for i in 1..stuck {
             p.on_estimate(150_000 + u64::from(i) * 1_000, t0 + s * i);
             assert!(matches!(
                 p.request(t0 + s * i),
                 Some(ProbeAction::Desired(_))
             ));
         }
-        assert_eq!(p.request(t0 + s * 6), Some(ProbeAction::Reset(155_000)));
+        let last = 150_000 + u64::from(stuck - 1) * 1_000;
+        assert_eq!(p.request(t0 + s * stuck), Some(ProbeAction::Reset(last)));
         // The restart counts as a fresh start.
         assert!(matches!(
-            p.request(t0 + s * 7),
+            p.request(t0 + s * (stuck + 1)),
             Some(ProbeAction::Desired(_))
         ));
         // A real rise resets the clock too.
-        p.on_estimate(400_000, t0 + s * 11);
+        let rise = stuck + 2;
+        p.on_estimate(400_000, t0 + s * rise);
         assert!(matches!(
-            p.request(t0 + s * 16),
+            p.request(t0 + s * (rise + stuck - 1)),
             Some(ProbeAction::Desired(_))
         ));
-        assert_eq!(p.request(t0 + s * 17), Some(ProbeAction::Reset(400_000)));
+        assert_eq!(
+            p.request(t0 + s * (rise + stuck)),
+            Some(ProbeAction::Reset(400_000))
+        );
     }
 }

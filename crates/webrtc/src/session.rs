@@ -390,13 +390,7 @@ impl Session {
             wrote: false,
             prober: Prober::default(),
         };
-        s.rx_codecs = s
-            .rtc
-            .codec_config()
-            .params()
-            .iter()
-            .filter_map(|p| Some((p.pt(), to_codec(p.spec().codec)?)))
-            .collect();
+        s.refresh_rx_codecs();
         s.add_lines(offer);
         if role == Role::Sdk {
             let id = s.rtc.direct_api().create_data_channel(ChannelConfig {
@@ -444,6 +438,18 @@ impl Session {
         }
     }
 
+    /// The payload type to codec map for what the peer sends, from the
+    /// negotiated codec configuration.
+    fn refresh_rx_codecs(&mut self) {
+        self.rx_codecs = self
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter_map(|p| Some((p.pt(), to_codec(p.spec().codec)?)))
+            .collect();
+    }
+
     /// Answers a renegotiation offer (SDK `UpdateSdp`, or an offer with new
     /// ICE credentials) on the live connection. New m-lines are reported as
     /// `WantsTrack`/`WantsReceiver` like the first ones.
@@ -457,6 +463,9 @@ impl Session {
             .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
         self.remote_ufrag = sdp_ufrag(offer).or(self.remote_ufrag.take());
         self.local_creds = self.rtc.direct_api().local_ice_credentials();
+        // A codec the first offer did not carry (a session that had no
+        // video m-line until now) gets the payload types this offer gave it.
+        self.refresh_rx_codecs();
         self.add_lines(offer);
         if self.connected {
             self.events.append(&mut self.until_connected);
@@ -1056,5 +1065,48 @@ mod offer_tests {
         let r = Session::accept(Role::Play, &offer, addr, &id, Instant::now());
         let (s, answer) = r.map_err(|e| e.to_string()).unwrap();
         assert_eq!(s.outbound.len(), 2, "{answer}");
+    }
+
+    /// An SDK session whose first offer had no video m-line, then publishes
+    /// H.264 (renegotiation): the payload types of the new offer must map
+    /// to H.264, or its packets are dropped as unknown.
+    #[test]
+    fn a_codec_first_offered_in_a_renegotiation_is_received() {
+        let full = include_str!("../tests/data/chrome-recvonly-offer.sdp").replace('\n', "\r\n");
+        // The first offer: the audio m-line only.
+        let video_at = full.find("m=video").unwrap();
+        let first = full[..video_at].replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0");
+        let addr: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        let id = DtlsIdentity::generate().unwrap();
+        let now = Instant::now();
+        let (mut s, _) = Session::accept(Role::Sdk, &first, addr, &id, now)
+            .map_err(|e| e.to_string())
+            .unwrap();
+        // The update: audio as before, plus video sent by the peer with
+        // H.264 at a payload type of its own choosing.
+        let update = format!(
+            "{first}m=video 9 UDP/TLS/RTP/SAVPF 102 103\r\n\
+             c=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
+             a=ice-ufrag:Ke3X\r\na=ice-pwd:h4Gj0mdV4QkfNb8RQpcyZ7Ru\r\na=ice-options:trickle\r\n\
+             a=fingerprint:sha-256 0F:74:31:25:CB:A2:13:EC:28:6F:6D:2C:61:FF:5D:C2:BC:B9:DB:3D:98:14:8D:1A:BB:EA:33:0C:A4:60:A8:8E\r\n\
+             a=setup:actpass\r\na=mid:1\r\na=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+             a=sendonly\r\na=msid:- v\r\na=rtcp-mux\r\na=rtcp-rsize\r\n\
+             a=rtpmap:102 H264/90000\r\na=rtcp-fb:102 nack\r\na=rtcp-fb:102 nack pli\r\n\
+             a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+             a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\na=ssrc:1111 cname:x\r\n"
+        )
+        .replace("a=group:BUNDLE 0", "a=group:BUNDLE 0 1");
+        let answer = s.accept_update(&update).map_err(|e| e.to_string()).unwrap();
+        assert!(answer.contains("H264/90000"), "{answer}");
+        let h264: Vec<Pt> = s
+            .rx_codecs
+            .iter()
+            .filter(|(_, c)| *c == Codec::H264)
+            .map(|(pt, _)| *pt)
+            .collect();
+        assert!(
+            h264.contains(&Pt::from(102)),
+            "H.264 payload types {h264:?}\n{answer}"
+        );
     }
 }

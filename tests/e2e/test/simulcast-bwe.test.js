@@ -57,12 +57,13 @@ before(() => { ensureOurBundle(); });
 
 // Proof 2 (VP8 simulcast) and proof 3 (VP9 SVC, H264 simulcast) of the issue, each
 // its own test (server, browsers and namespace of its own).
+// BWE_CASES=vp9-svc runs a subset (while working on one codec).
 const CASES = [
   { name: 'vp8-simulcast', publish: { simulcast: true }, svc: false, codec: 'vp8' },
   { name: 'vp9-svc', publish: { codec: 'vp9', scalabilityMode: 'L3T3' }, svc: true, codec: 'vp9' },
   { name: 'h264-simulcast', publish: { codec: 'h264', simulcast: true }, svc: false, codec: 'h264' },
-];
-const CAMERA = { width: 1280, height: 720, fps: 20 };   // Chromium's fake camera gives 20 fps
+].filter((c) => !process.env.BWE_CASES || process.env.BWE_CASES.split(',').includes(c.name));
+const CAMERA = { width: 1280, height: 720, fps: 15 };   // 15 fps: three Chromiums (one encoding 3 streams) share 2 cores
 const WIDTHS = { '0': 320, '1': 640, '2': 1280 };   // rid -> frameWidth (scaleResolutionDownBy 4, 2, 1)
 const LOW = WIDTHS['0'];
 const TOP = WIDTHS['2'];
@@ -179,7 +180,9 @@ async function runCase(c) {
         assert.equal(r.state, 'connected', `${peer}: session state after connect ${JSON.stringify(r)}` + await dbg(page));
         return r;
       };
-      await join(pub, 'publisher', { audio: 0, video: 1 });
+      // No receivers: the session's first offer has no video m-line, and the codec
+      // comes with the publish renegotiation (its payload types must be learnt then).
+      await join(pub, 'publisher', { audio: 0, video: 0 });
       const tPublish = Date.now();
       const enc = await pub.evaluate((o) => window.sc.publish(o), c.publish);
       const pubSdp = await pub.evaluate(() => window.sc.debug());
