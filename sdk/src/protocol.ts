@@ -13,7 +13,7 @@ import {
 import { Kind, Receiver_Status, Sender_Status } from './gen/shared_pb.js';
 import { Emitter } from './emitter.js';
 import { MediaMeshError } from './errors.js';
-import type { PeerInfo, ReceiverStatus, RemoteTrack, SenderStatus, TrackKind } from './types.js';
+import type { PeerInfo, ReceiverStats, ReceiverStatus, RemoteTrack, SenderStatus, TrackKind } from './types.js';
 
 /** The part of RTCDataChannel the protocol uses. */
 export interface ControlChannel {
@@ -43,7 +43,7 @@ export type SdkEvent =
   | { type: 'senderState'; name: string; status: SenderStatus }
   | { type: 'receiverState'; name: string; status: ReceiverStatus }
   | { type: 'voiceActivity'; name: string; level: number }
-  | { type: 'receiverStats'; name: string; stats: unknown }
+  | { type: 'receiverStats'; name: string; stats: ReceiverStats }
   | { type: 'message'; label: string; peer: string; data: Uint8Array }
   | { type: 'session'; event: string; detail: unknown }
   | { type: 'features'; detail: unknown };
@@ -105,8 +105,19 @@ export function decodeServerEvent(ev: ServerEvent): SdkEvent | null {
         }
         case 'voiceActivity':
           return { type: 'voiceActivity', name: r.name, level: r.event.value.audioLevel };
-        case 'stats':
-          return { type: 'receiverStats', name: r.name, stats: r.event.value };
+        case 'stats': {
+          const { transmit: t, source: s } = r.event.value;
+          const stats: ReceiverStats = {};
+          if (t) {
+            stats.transmit = { spatial: t.spatial, temporal: t.temporal, bitrateKbps: t.bitrateKbps };
+            if (t.targetSpatial !== undefined) stats.transmit.targetSpatial = t.targetSpatial;
+            if (t.targetTemporal !== undefined) stats.transmit.targetTemporal = t.targetTemporal;
+            if (t.targetKbps !== undefined) stats.transmit.targetKbps = t.targetKbps;
+            if (t.estimateKbps !== undefined) stats.transmit.estimateKbps = t.estimateKbps;
+          }
+          if (s) stats.source = { bitrateKbps: s.bitrateKbps, rtt: s.rtt, lost: s.lost, jitter: s.jitter };
+          return { type: 'receiverStats', name: r.name, stats };
+        }
         default:
           return null;
       }

@@ -21,6 +21,7 @@ import type {
   JoinInfo,
   PeerInfo,
   ReceiverLimits,
+  ReceiverStats,
   ReceiverStatus,
   RemoteTrack,
   SenderStatus,
@@ -102,6 +103,8 @@ export interface SessionEvents {
   /** A receiver's status changed (`active` while media is forwarded to it). */
   receiverState: { receiver: string; status: ReceiverStatus; source?: TrackSource };
   voiceActivity: { receiver: string; level: number; source?: TrackSource };
+  /** The server's report on a receiver (layer sent, target, bandwidth estimate), once a second. */
+  receiverStats: { receiver: string; stats: ReceiverStats; source?: TrackSource };
   /** Joined a room (`JoinInfo`) or left it (`null`). */
   roomChanged: JoinInfo | null;
   /** Something unusual that did not fail a call (undecodable frame, failed trickle POST...). */
@@ -775,6 +778,12 @@ export class Session extends Emitter<SessionEvents> {
       case 'features':
         this.mixer?.onEvent(e.detail as FeaturesEvent);
         break;
+      case 'receiverStats': {
+        const r = this.receivers.find((x) => x.slot.name === e.name);
+        r?.subscription?.onStats(e.stats);
+        this.emit('receiverStats', { receiver: e.name, stats: e.stats, ...(r?.slot.source ? { source: r.slot.source } : {}) });
+        break;
+      }
       case 'voiceActivity': {
         this.mixer?.onVoice(e.name, e.level);
         const r = this.receivers.find((x) => x.slot.name === e.name);
@@ -963,12 +972,15 @@ export interface SubscriptionEvents {
   status: SubscriptionStatus;
   /** Now playing another source (after {@link Subscription.switchTo}). */
   source: TrackSource;
+  /** The server's report on this receiver, once a second while it plays. */
+  stats: ReceiverStats;
 }
 
 /** A remote track played on one receiver. Created by {@link Session.subscribe}. */
 export class Subscription extends Emitter<SubscriptionEvents> {
   private _source: TrackSource | null = null;
   private _server: ReceiverStatus = 'waiting';
+  private _stats: ReceiverStats | null = null;
   private _paused = false;
   private _ended = false;
   private _name = '';
@@ -1024,6 +1036,15 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     return { ...this.limits };
   }
 
+  /** The server's last report on this receiver (see {@link ReceiverStats}). */
+  get stats(): ReceiverStats | null {
+    return this._stats;
+  }
+  /** @internal */
+  onStats(s: ReceiverStats) {
+    this._stats = s;
+    this.emit('stats', s);
+  }
   /** @internal The server's receiver status. */
   setStatus(s: ReceiverStatus) {
     const before = this.status;

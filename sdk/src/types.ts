@@ -26,6 +26,28 @@ export interface RemoteTrack extends TrackSource {
 /** Receiver status as reported by the server. */
 export type ReceiverStatus = 'waiting' | 'active' | 'inactive';
 
+/**
+ * What the server reports about one receiver, once a second while it plays
+ * (`receiverStats` on the session, `stats` on the subscription).
+ */
+export interface ReceiverStats {
+  /** The layer forwarded now and the bitrate sent to this receiver. */
+  transmit?: {
+    spatial: number;
+    temporal: number;
+    bitrateKbps: number;
+    /** The layer quality control aims at (reached at the next decodable point), video only. */
+    targetSpatial?: number;
+    targetTemporal?: number;
+    /** The target layer's bitrate as measured at the source. */
+    targetKbps?: number;
+    /** The server's bandwidth estimate towards this client (shared by its receivers). */
+    estimateKbps?: number;
+  };
+  /** How the source reaches the server: its bitrate and its publisher's link. */
+  source?: { bitrateKbps: number; rtt: number; lost: number; jitter: number };
+}
+
 /** Sender status as reported by the server (`active` once the server receives its media). */
 export type SenderStatus = 'active' | 'inactive';
 

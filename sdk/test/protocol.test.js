@@ -124,6 +124,18 @@ test('server events decode to typed SDK events (absent proto3 defaults included)
   assert.equal(warnings.length, 2);
 });
 
+test('receiver stats decode with the quality-control fields when the server sends them', () => {
+  const { ch, events } = setup();
+  const transmit = { spatial: 0, temporal: 2, bitrateKbps: 140, targetSpatial: 0, targetTemporal: 2, targetKbps: 150, estimateKbps: 260 };
+  ch.server({ seq: 1, event: { case: 'receiver', value: { name: 'video_1', event: { case: 'stats', value: { transmit, source: { bitrateKbps: 2900, rtt: 1, lost: 0, jitter: 0.5 } } } } } });
+  // An atm0s server's stats (no fields 4-7).
+  ch.server({ seq: 2, event: { case: 'receiver', value: { name: 'video_1', event: { case: 'stats', value: { transmit: { spatial: 1, temporal: 0, bitrateKbps: 300 } } } } } });
+  assert.deepEqual(events, [
+    { type: 'receiverStats', name: 'video_1', stats: { transmit, source: { bitrateKbps: 2900, rtt: 1, lost: 0, jitter: 0.5 } } },
+    { type: 'receiverStats', name: 'video_1', stats: { transmit: { spatial: 1, temporal: 0, bitrateKbps: 300 } } },
+  ]);
+});
+
 test('Tracks: creation order, receiver names, empty state for unattached receivers, sender sources', () => {
   const senders = [
     { kind: 'audio', name: 'audio_main', priority: 1, bitrate: 'dynamic', source: { id: 'mic-1' } },

@@ -27,6 +27,7 @@ mod remote;
 
 pub use mixer::{MixerConfig, MixerMode, TrackRef};
 pub use presence::{RoomEvent, Visibility};
+pub use quality::ReceiverQuality;
 pub use remote::{PeerDetails, TrackDetails, REMOTE_WATCH_TTL};
 
 use mixer::{LevelMeter, Mixer};
@@ -184,6 +185,9 @@ struct Receiver {
     limits: LayerLimits,
     /// The allocator's last choice.
     allocation: Allocation,
+    /// When it was attached to its current source (video starts at the
+    /// lowest spatial layer until the estimate has held a while with it).
+    attached_at: Option<Instant>,
     /// Last state told to the peer.
     state: ReceiverState,
     counters: ReceiverCounters,
@@ -538,6 +542,7 @@ impl Sfu {
                 allocation: Allocation::Unknown,
                 state: ReceiverState::Inactive,
                 counters: ReceiverCounters::default(),
+                attached_at: None,
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -675,6 +680,7 @@ impl Sfu {
             return;
         };
         r.source = Some(track);
+        r.attached_at = Some(now);
         r.selector = None;
         if let Some(rw) = r.rewriter.as_mut() {
             rw.switch_source();

@@ -24,13 +24,19 @@
 // subscribes; we wait (bounded) until the publisher's outbound-rtp shows all three
 // rids encoding at their sizes, rid 2 with a target of at least 1.2 Mbit/s (Chromium
 // ramps its own layers with its send-side estimate):
-// `METRIC simulcast_publisher_three_layers_ms`. Then A subscribes. Checked (every check runs, failures are reported together):
+// `METRIC simulcast_publisher_three_layers_ms`, and then until its total send rate is
+// steady (two 1 s windows within 10 %). Then A subscribes. Checked (every check runs, failures are reported together):
 //   - A decodes the low layer (frameWidth 320) within 12 s of subscribing
 //     (`METRIC simulcast_limited_low_layer_ms`); after its first second at 320 and for
-//     8 s its freezeCount does not grow, it decodes >= 5 frames/s and stays at 320;
-//     (if it never gets 320: no freeze after its first second of video, whatever layer);
+//     8 s its freezeCount does not grow, it decodes >= 5 frames/s and stays on layers
+//     the link carries: 320, or a bigger simulcast stream whose measured rate (the
+//     publisher's bytesSent) fits 300 kbit/s with the audio (OpenH264's 640x360 does,
+//     libvpx's does not); the SDK's receiver stats show such a target and a median
+//     estimate <= 400 kbit/s (if it never gets 320: no freeze after its first second
+//     of video, whatever layer);
 //   - B decodes 1280 (within 12 s of the publisher's ramped top layer) and keeps it
-//     while A is limited, >= 10 frames/s, no freeze;
+//     while A is limited, >= 10 frames/s, no freeze; its stats show target 2 and an
+//     estimate that pays for it;
 //   - the limit is lifted (`tc qdisc del`): within 10 s A decodes the top layer
 //     (frameWidth 1280 at >= 75 % of the publisher's rid-2 frame rate over 1 s:
 //     `METRIC simulcast_lift_to_top_ms`; the first 1280 at any rate is
@@ -63,7 +69,7 @@ const CASES = [
   { name: 'vp9-svc', publish: { codec: 'vp9', scalabilityMode: 'L3T3' }, svc: true, codec: 'vp9' },
   { name: 'h264-simulcast', publish: { codec: 'h264', simulcast: true }, svc: false, codec: 'h264' },
 ].filter((c) => !process.env.BWE_CASES || process.env.BWE_CASES.split(',').includes(c.name));
-const CAMERA = { width: 1280, height: 720, fps: 15 };   // 15 fps: three Chromiums (one encoding 3 streams) share 2 cores
+const CAMERA = { width: 1280, height: 720, fps: 20 };   // Chromium's fake camera gives 20 fps
 const WIDTHS = { '0': 320, '1': 640, '2': 1280 };   // rid -> frameWidth (scaleResolutionDownBy 4, 2, 1)
 const LOW = WIDTHS['0'];
 const TOP = WIDTHS['2'];
@@ -72,6 +78,7 @@ const RAMP_LIMIT_MS = 30000;    // publisher: all three rids encoding, the top o
 // Chromium ramps each stream's target with its own send estimate. Until rid 2 is past
 // this, the top layer costs little more than the middle one.
 const TOP_RAMPED_BPS = 1200000;
+const STEADY_LIMIT_MS = 20000;  // publisher: then its send rate steady
 const RAMP_SUSTAIN = 8;         // ... in this many pubStats() samples in a row (250 ms apart: 2 s steady)
 const LOW_LIMIT_MS = 12000;     // A: first frames at LOW after subscribing (B: at TOP)
 const LOW_OBSERVE_MS = 8000;    // A limited, after its first second at LOW
@@ -156,7 +163,7 @@ async function runCase(c) {
         const end = Math.max(...[...sa, ...sb].map((x) => x.at), tRows);
         const last = (arr, at) => { let r = null; for (const x of arr) { if (x.at <= at) r = x; else break; } return r; };
         const fmt = (s, r) => (s?.inbound ? `w=${s.frameWidth} dec=${s.framesDecoded} frz=${s.freezeCount} kB=${Math.round(s.bytesReceived / 1000)} lost=${s.packetsLost} pli=${s.pliCount}` : 'no inbound-rtp') +
-          (r ? ` [srv s${r.spatial}t${r.temporal} ${r.kbps}kbps]` : '');
+          (r ? ` [srv s${r.spatial}t${r.temporal} ${r.kbps}kbps, target s${r.target} est ${r.estimateKbps}]` : '');
         const out = [];
         for (let at = tRows; at <= end + 1; at += SAMPLE_ROWS_MS) {
           const m = marks.filter((x) => x.at > at - SAMPLE_ROWS_MS && x.at <= at).map((x) => `  <- ${x.what}`).join('');
@@ -219,6 +226,21 @@ async function runCase(c) {
       const rampMs = three.at(-RAMP_SUSTAIN).at - tPublish;
       console.log(`# publisher: three layers first seen ${first3.at - tPublish} ms after publish(), steadily from ${rampMs} ms; available out ${last.availableOutgoingBitrate}; ${Object.entries(last.rids).map(([rid, x]) => `rid ${rid} ${x.frameWidth}x${x.frameHeight} ${x.fps} fps target ${x.targetBitrate} ${x.encoder} ${x.scalabilityMode ?? ''}`).join('; ')}`);
       console.log(`METRIC ${M('publisher_three_layers_ms')}=${rampMs}`);
+      //    ... and until its total send rate is steady (two 1 s windows within 10 %): an
+      //    SVC stream keeps climbing for seconds after its layers are all there, and a
+      //    subscriber's estimate follows a climbing source with a lag.
+      const sentBytes = (st) => Object.values(st.rids).reduce((n, x) => n + (x.bytesSent ?? 0), 0);
+      const steady = await waitFor(`publisher: total send rate steady (two 1 s windows within 10 %) within ${STEADY_LIMIT_MS} ms`, async () => {
+        const a = await pub.evaluate(() => window.sc.pubStats());
+        await sleep(1000);
+        const b = await pub.evaluate(() => window.sc.pubStats());
+        await sleep(1000);
+        const c2 = await pub.evaluate(() => window.sc.pubStats());
+        const r1 = ((sentBytes(b) - sentBytes(a)) * 8000) / (b.at - a.at);
+        const r2 = ((sentBytes(c2) - sentBytes(b)) * 8000) / (c2.at - b.at);
+        return { r1: Math.round(r1), r2: Math.round(r2) };
+      }, (x) => x.r1 > 0 && Math.abs(x.r2 - x.r1) <= 0.1 * x.r1, { timeoutMs: STEADY_LIMIT_MS, intervalMs: 0, context: async () => await dbg(pub) });
+      console.log(`# publisher steady at ${steady.r2} bit/s, ${Date.now() - tPublish} ms after publish()`);
 
       // 3. A subscribes.
       t0 = Date.now();
@@ -280,7 +302,18 @@ async function runCase(c) {
       //    the wait's end + the same length, so that what A got instead is on record).
       const aFrom = (lowA ? lowA.at : t0 + LOW_LIMIT_MS - LOW_OBSERVE_MS) + GRACE_MS;
       const limitedEnd = aFrom + LOW_OBSERVE_MS;
+      //    What each simulcast stream really costs meanwhile (the publisher's bytesSent):
+      //    a stream that fits the link with the audio is a fair choice for A too (OpenH264
+      //    encodes the fake camera's 640x360 in ~200 kbit/s, libvpx in ~500).
+      const pubBefore = await pub.evaluate(() => window.sc.pubStats());
       await sleep(Math.max(0, limitedEnd - Date.now()));
+      const pubAfter = await pub.evaluate(() => window.sc.pubStats());
+      const LINK_BPS = 300000;
+      const AUDIO_BPS = 50000;
+      const ridBps = Object.fromEntries(Object.keys(WIDTHS).map((rid) => [rid,
+        Math.round((((pubAfter.rids[rid]?.bytesSent ?? 0) - (pubBefore.rids[rid]?.bytesSent ?? 0)) * 8000) / Math.max(1, pubAfter.at - pubBefore.at))]));
+      const fitting = new Set([String(LOW), ...(c.svc ? [] : Object.entries(WIDTHS).filter(([rid]) => ridBps[rid] + AUDIO_BPS <= LINK_BPS).map(([, w]) => String(w)))]);
+      console.log(`# publisher streams while A was limited (bit/s): ${c.svc ? '(one SVC stream)' : JSON.stringify(ridBps)}; widths that fit ${LIMIT.rate} with audio: ${[...fitting].join(', ')}`);
       const bFrom = Math.max(t0, (topB ? topB.at : tSubB) + GRACE_MS);
       const [allA, allB] = await Promise.all([samplesOf(A, t0), samplesOf(B, t0)]);
       const limA = summary(allA.filter((x) => x.at >= aFrom && x.at <= limitedEnd));
@@ -301,7 +334,7 @@ async function runCase(c) {
         check(limA.n >= 8, `A: only ${limA.n} samples in ${LOW_OBSERVE_MS} ms while limited (the page's sampling stalled)`);
         check(limA.freezes === 0, `A (limited): freezeCount grew ${limA.freezeCount[0]} -> ${limA.freezeCount[1]} (${limA.freezeMs} ms frozen) after its first second at the low layer`);
         check(limA.fps >= 5, `A (limited): ${limA.fps} decoded frames/s at the low layer (want >= 5)`);
-        check(Object.keys(limA.widths).every((w) => w === String(LOW)), `A (limited to ${LIMIT.rate}): left the low layer while limited: samples per frameWidth ${JSON.stringify(limA.widths)}`);
+        check(Object.keys(limA.widths).every((w) => fitting.has(w)), `A (limited to ${LIMIT.rate}): got a layer the link cannot carry while limited: samples per frameWidth ${JSON.stringify(limA.widths)} (fitting: ${[...fitting].join(', ')})`);
       } else {
         // What A got instead, and whether that at least played without freezes after its first second.
         const firstFrame = allA.find((x) => x.framesDecoded > 0);
@@ -311,6 +344,20 @@ async function runCase(c) {
           `(at frameWidth ${Object.keys(instead.widths).join('/')}, ${instead.fps} decoded frames/s)`);
       }
       check(limB.n >= 8 && Object.keys(limB.widths).every((w) => w === String(TOP)), `B (unlimited): left the top layer while A was limited: samples per frameWidth ${JSON.stringify(limB.widths)}`);
+      //    The SDK's receiver stats carry quality control's view: A's target is the low
+      //    layer and the server's estimate for A stays under what the link carries; B's
+      //    target is the top and its estimate pays for it.
+      const statsA = (await A.evaluate((s) => window.sc.rstats(s), aFrom)).filter((r) => r.at <= limitedEnd && r.kbps > 0);
+      const statsB = (await B.evaluate((s) => window.sc.rstats(s), bFrom)).filter((r) => r.at <= limitedEnd && r.kbps > 0);
+      const estA = statsA.map((r) => r.estimateKbps);
+      console.log(`# receiver stats while limited: A target ${[...new Set(statsA.map((r) => r.target))].join('/')} estimate ${estA.join(',')} kbit/s; B target ${[...new Set(statsB.map((r) => r.target))].join('/')} estimate ${statsB.map((r) => r.estimateKbps).join(',')} kbit/s`);
+      //    (A probe can lift A's estimate over the link's rate for a moment: the median.)
+      const medianA = [...estA].sort((x, y) => x - y)[Math.floor(estA.length / 2)];
+      const fittingSpatial = new Set(Object.entries(WIDTHS).filter(([, w]) => fitting.has(String(w))).map(([rid]) => Number(rid)));
+      check(statsA.length >= 4 && statsA.every((r) => fittingSpatial.has(r.target) && r.estimateKbps > 0) && medianA <= 400,
+        `A's receiver stats while limited should show a target layer that fits (${[...fittingSpatial].join(', ')}) and a median estimate <= 400 kbit/s (${medianA}): ${JSON.stringify(statsA.slice(-6))}`);
+      check(statsB.length >= 4 && statsB.every((r) => r.target === 2 && r.estimateKbps >= r.targetKbps),
+        `B's receiver stats should show target spatial 2 and an estimate that pays for it: ${JSON.stringify(statsB.slice(-6))}`);
       check(limB.freezes === 0, `B (unlimited): freezeCount grew ${limB.freezeCount?.[0]} -> ${limB.freezeCount?.[1]} while A was limited`);
       check(limB.fps >= 10, `B (unlimited): ${limB.fps} decoded frames/s at the top layer (want >= 10)`);
 

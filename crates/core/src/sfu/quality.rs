@@ -75,7 +75,50 @@ impl PeerBudget {
     }
 }
 
+/// What quality control decided for one video receiver (receiver stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiverQuality {
+    /// The layer the allocator aims at (clamped by the selector to what
+    /// arrives, reached at the next decodable point).
+    pub target: Layer,
+    /// The target layer's measured bitrate at the source, if measured.
+    pub target_bps: Option<u64>,
+    /// The send-side estimate towards the receiver's peer (shared by all of
+    /// its receivers), if its transport estimates.
+    pub estimate_bps: Option<u64>,
+}
+
 impl Sfu {
+    /// Quality control's view of a video receiver with a source.
+    pub fn receiver_quality(&self, receiver: ReceiverId) -> Option<ReceiverQuality> {
+        let r = self.receivers.get(&receiver)?;
+        if r.kind != MediaKind::Video {
+            return None;
+        }
+        let meter = r.source.and_then(|t| self.tracks.get(&t))?.meter.as_ref();
+        let want = r.allocation.target(r.limits);
+        let measured = |l: Layer| meter.is_some_and(|m| m.rates().rate(l).is_some());
+        // The best measured layer at or below the allocator's aim (limits
+        // default to "any": u8::MAX).
+        let target = (0..=want.spatial.min(3))
+            .rev()
+            .flat_map(|s| {
+                (0..=want.temporal.min(3))
+                    .rev()
+                    .map(move |t| Layer::new(s, t))
+            })
+            .find(|l| measured(*l))
+            .unwrap_or(want);
+        Some(ReceiverQuality {
+            target,
+            target_bps: meter.and_then(|m| m.rates().rate(target)),
+            estimate_bps: self
+                .estimates
+                .get(&r.owner)
+                .and_then(|b| b.estimates.back().map(|(_, bps)| *bps)),
+        })
+    }
+
     /// A receiver's priority and layer limits (SDK receiver config).
     pub fn set_receiver_config(
         &mut self,
@@ -210,9 +253,21 @@ impl Sfu {
             // at the lowest layer (at its full frame rate) and move up once
             // the source's rates show what fits; without one (no bandwidth
             // estimation on this transport) aim at the best.
+            // A receiver attached less than UPGRADE_HOLD ago stays on the
+            // lowest spatial layer too: the estimate it would move up on has
+            // not yet seen this video on the link (a fresh estimate is the
+            // transport's guess or its probes', and a higher layer's keyframe
+            // on a slow link queues for seconds).
+            let lowest = Layer::new(r.limits.min.spatial, r.limits.max.temporal);
+            let fresh = r
+                .attached_at
+                .is_some_and(|at| now.saturating_duration_since(at) < UPGRADE_HOLD);
             let a = match a {
-                Allocation::Unknown if estimate.is_some() => {
-                    Allocation::Layer(Layer::new(r.limits.min.spatial, r.limits.max.temporal))
+                Allocation::Unknown if estimate.is_some() => Allocation::Layer(lowest),
+                Allocation::Layer(l)
+                    if estimate.is_some() && fresh && l.spatial > lowest.spatial =>
+                {
+                    Allocation::Layer(lowest)
                 }
                 a => a,
             };

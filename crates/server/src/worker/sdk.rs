@@ -684,12 +684,18 @@ impl Worker {
                 slot.reported_bytes = c.bytes;
                 let kbps = (delta * 8 / 1000) as f64 / interval.as_secs_f64();
                 let layer = self.sfu.receiver_layer(rid).unwrap_or_default();
+                let quality = self.sfu.receiver_quality(rid);
+                let kbit = |bps: u64| u32::try_from(bps / 1000).unwrap_or(u32::MAX);
                 let stats = Stats {
                     source,
                     transmit: Some(stats::Transmit {
                         spatial: u32::from(layer.spatial),
                         temporal: u32::from(layer.temporal),
                         bitrate_kbps: kbps as u32,
+                        target_spatial: quality.map(|q| u32::from(q.target.spatial)),
+                        target_temporal: quality.map(|q| u32::from(q.target.temporal)),
+                        target_kbps: quality.and_then(|q| q.target_bps).map(kbit),
+                        estimate_kbps: quality.and_then(|q| q.estimate_bps).map(kbit),
                     }),
                 };
                 let name = slot.name.clone();
