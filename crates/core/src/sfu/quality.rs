@@ -412,6 +412,64 @@ mod tests {
     }
 
     #[test]
+    fn a_new_receiver_starts_low_and_moves_up_once_the_estimate_held() {
+        use std::sync::Arc;
+        let t0 = Instant::now();
+        let mut sfu = Sfu::new();
+        let room = RoomId::new("app", "r");
+        let alice = sfu.add_peer(room.clone(), "alice");
+        let cam = sfu
+            .publish_track(alice, MediaKind::Video, "cam", None, t0)
+            .unwrap();
+        let bob = sfu.add_peer(room, "bob");
+        // A generous estimate, known before bob subscribes.
+        sfu.set_estimate(bob, 10_000_000, t0);
+        let src = ReceiverSource::Track {
+            peer: "alice".into(),
+            track: "cam".into(),
+        };
+        let rx = sfu
+            .add_receiver(bob, MediaKind::Video, vec![Codec::Vp8], src, t0)
+            .unwrap();
+        let mut targets = Vec::new();
+        for i in 0..90u64 {
+            let at = t0 + Duration::from_millis(i * 33);
+            for (stream, size) in [(0u8, 200usize), (1, 600), (2, 1500)] {
+                let mut payload = vec![0u8; size];
+                payload[0] = 0x10;
+                payload[1] = u8::from(i != 0);
+                let p = crate::MediaPacket {
+                    codec: Codec::Vp8,
+                    seq: i,
+                    timestamp: i as u32 * 3000,
+                    marker: true,
+                    keyframe: i == 0,
+                    audio_level: None,
+                    dependency_descriptor: None,
+                    arrival: at,
+                    payload: Arc::from(payload),
+                };
+                sfu.on_media(cam, stream, p).unwrap();
+            }
+            while sfu.poll_output().is_some() {}
+            if i % 15 == 14 {
+                let q = sfu.receiver_quality(rx).unwrap();
+                targets.push((i * 33, q.target.spatial));
+            }
+        }
+        // Lowest until 1.5 s after attaching, the top after.
+        for (ms, s) in &targets {
+            if *ms < 1_500 {
+                assert_eq!(*s, 0, "{targets:?}");
+            }
+        }
+        assert_eq!(targets.last().map(|t| t.1), Some(2), "{targets:?}");
+        let q = sfu.receiver_quality(rx).unwrap();
+        assert_eq!(q.estimate_bps, Some(10_000_000));
+        assert!(q.target_bps.is_some_and(|b| b > 300_000), "{q:?}");
+    }
+
+    #[test]
     fn a_higher_estimate_counts_after_it_held_a_drop_at_once() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
