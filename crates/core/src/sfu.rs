@@ -24,6 +24,8 @@ mod mixer;
 mod presence;
 mod quality;
 mod remote;
+#[cfg(test)]
+mod testutil;
 
 pub use mixer::{MixerConfig, MixerMode, TrackRef};
 pub use presence::{RoomEvent, Visibility};

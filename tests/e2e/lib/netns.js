@@ -190,3 +190,19 @@ export function createNetns() {
   }
   return ns;
 }
+
+/**
+ * Closes what a namespace test opened (its browsers, its page server) and removes the
+ * namespace. A cleanup failure fails a test that passed; after a failure it is only
+ * logged, so that it does not hide the test's own error.
+ */
+export async function closeNetnsTest({ ns, browsers = [], web = null, failed }) {
+  for (const b of browsers) await b.close().catch(() => {});
+  await web?.close().catch(() => {});
+  const errs = ns.destroy();
+  if (errs.length) {
+    const msg = `cleanup of ${ns.name}/${ns.rootIf} failed: ${errs.join('; ')}`;
+    if (!failed) throw new Error(msg);
+    console.error(`# ${msg}`);
+  }
+}

@@ -36,7 +36,7 @@ import { launchBrowser, newPage } from '../lib/browser.js';
 import { waitFor } from '../lib/media.js';
 import { ensureAtm0sBundle } from '../lib/bundle.js';
 import { openSdkPage, sdkStats, sdkDebug, sdkContext, expectReceiving } from '../lib/atm0s.js';
-import { createNetns } from '../lib/netns.js';
+import { createNetns, closeNetnsTest } from '../lib/netns.js';
 
 before(async () => { await ensureAtm0sBundle(); });
 
@@ -295,13 +295,6 @@ test('ice-restart-netns: a client whose network changes (new link up, then the o
     });
     failed = false;
   } finally {
-    for (const b of browsers) await b.close().catch(() => {});
-    await web?.close().catch(() => {});
-    const errs = ns.destroy();
-    if (errs.length) {
-      const msg = `cleanup of ${ns.name}/${ns.rootIf} failed: ${errs.join('; ')}`;
-      if (!failed) throw new Error(msg);
-      console.error(`# ${msg}`);
-    }
+    await closeNetnsTest({ ns, browsers, web, failed });
   }
 });

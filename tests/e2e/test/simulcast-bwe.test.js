@@ -57,7 +57,7 @@ import { startStaticServer } from '../lib/static.js';
 import { launchBrowser, newPage } from '../lib/browser.js';
 import { waitFor } from '../lib/media.js';
 import { ensureOurBundle } from '../lib/mediamesh-sdk.js';
-import { createNetns } from '../lib/netns.js';
+import { createNetns, closeNetnsTest } from '../lib/netns.js';
 
 before(() => { ensureOurBundle(); });
 
@@ -423,13 +423,6 @@ async function runCase(c) {
     });
     failed = false;
   } finally {
-    for (const b of browsers) await b.close().catch(() => {});
-    await web?.close().catch(() => {});
-    const errs = ns.destroy();
-    if (errs.length) {
-      const msg = `cleanup of ${ns.name}/${ns.rootIf} failed: ${errs.join('; ')}`;
-      if (!failed) throw new Error(msg);
-      console.error(`# ${msg}`);
-    }
+    await closeNetnsTest({ ns, browsers, web, failed });
   }
 }

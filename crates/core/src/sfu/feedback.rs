@@ -124,6 +124,7 @@ impl Sfu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sfu::testutil::{camera_and_viewer, outputs, simulcast_frame, vp8};
 
     fn rates() -> LayerRates {
         LayerRates {
@@ -169,51 +170,18 @@ mod tests {
         assert!(s.should_send(None, t0 + CAP_INTERVAL));
     }
 
-    fn vp8(seq: u64, key: bool, size: usize, at: Instant) -> crate::MediaPacket {
-        let mut payload = vec![0u8; size];
-        payload[0] = 0x10;
-        payload[1] = u8::from(!key);
-        crate::MediaPacket {
-            codec: crate::Codec::Vp8,
-            seq,
-            timestamp: seq as u32 * 3000,
-            marker: true,
-            keyframe: key,
-            audio_level: None,
-            dependency_descriptor: None,
-            arrival: at,
-            payload: std::sync::Arc::from(payload),
-        }
-    }
-
     fn caps(sfu: &mut Sfu) -> Vec<Option<u64>> {
-        std::iter::from_fn(|| sfu.poll_output())
-            .filter_map(|o| match o {
-                Output::PublisherCap { bps, .. } => Some(bps),
-                _ => None,
-            })
-            .collect()
+        outputs(sfu, |o| match o {
+            Output::PublisherCap { bps, .. } => Some(bps),
+            _ => None,
+        })
     }
 
     #[test]
     fn sfu_caps_an_unwatched_simulcast_publisher_to_its_base_layer() {
         use crate::layers::{alloc::LayerLimits, Layer};
-        use crate::{Codec, MediaKind, ReceiverSource, RoomId};
         let t0 = Instant::now();
-        let room = RoomId::new("app", "r");
-        let mut sfu = Sfu::new();
-        let alice = sfu.add_peer(room.clone(), "alice");
-        let cam = sfu
-            .publish_track(alice, MediaKind::Video, "cam", None, t0)
-            .unwrap();
-        let bob = sfu.add_peer(room, "bob");
-        let src = ReceiverSource::Track {
-            peer: "alice".into(),
-            track: "cam".into(),
-        };
-        let r = sfu
-            .add_receiver(bob, MediaKind::Video, vec![Codec::Vp8], src, t0)
-            .unwrap();
+        let (mut sfu, cam, _bob, r) = camera_and_viewer(t0);
         let low = LayerLimits {
             min: Layer::new(0, 0),
             max: Layer::new(0, 2),
@@ -226,12 +194,7 @@ mod tests {
             if i == 60 {
                 sfu.set_receiver_paused(r, true, at).unwrap();
             }
-            for (s, size) in [(0u8, 200), (1, 600), (2, 1500)] {
-                sfu.on_media(cam, s, vp8(i, i == 0, size, at)).unwrap();
-            }
-            if sfu.poll_timeout().is_some_and(|t| t <= at) {
-                sfu.handle_timeout(at);
-            }
+            simulcast_frame(&mut sfu, cam, i, t0);
             caps_seen.extend(caps(&mut sfu).into_iter().map(|c| (i, c)));
         }
         // Watched (even at the low layer): no cap. Unwatched for 5 s: capped

@@ -293,16 +293,15 @@ impl Sfu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sfu::testutil::{camera_and_viewer, outputs, simulcast_frame};
     use crate::sfu::ReceiverSource;
     use crate::{Codec, RoomId};
 
     fn desired(sfu: &mut Sfu) -> Vec<u64> {
-        std::iter::from_fn(|| sfu.poll_output())
-            .filter_map(|o| match o {
-                Output::DesiredBitrate { bps, .. } => Some(bps),
-                _ => None,
-            })
-            .collect()
+        outputs(sfu, |o| match o {
+            Output::DesiredBitrate { bps, .. } => Some(bps),
+            _ => None,
+        })
     }
 
     #[test]
@@ -352,48 +351,15 @@ mod tests {
 
     #[test]
     fn a_peer_short_of_bandwidth_asks_for_probes_until_it_has_enough() {
-        use std::sync::Arc;
         let t0 = Instant::now();
-        let mut sfu = Sfu::new();
-        let room = RoomId::new("app", "r");
-        let alice = sfu.add_peer(room.clone(), "alice");
-        let cam = sfu
-            .publish_track(alice, MediaKind::Video, "cam", None, t0)
-            .unwrap();
-        let bob = sfu.add_peer(room, "bob");
-        let src = ReceiverSource::Track {
-            peer: "alice".into(),
-            track: "cam".into(),
-        };
-        sfu.add_receiver(bob, MediaKind::Video, vec![Codec::Vp8], src, t0)
-            .unwrap();
+        let (mut sfu, cam, bob, _) = camera_and_viewer(t0);
         sfu.set_estimate(bob, 100_000, t0);
-        // Three VP8 streams at 30 fps (~60, ~160, ~380 kbit/s) for 4 s.
+        // Three VP8 streams (~60, ~160, ~380 kbit/s) for 4 s.
         let mut probes = Vec::new();
         let run = |sfu: &mut Sfu, from: u64, to: u64| {
             let mut n = 0;
             for i in from..to {
-                let at = t0 + Duration::from_millis(i * 33);
-                for (stream, size) in [(0u8, 200usize), (1, 600), (2, 1500)] {
-                    let mut payload = vec![0u8; size];
-                    payload[0] = 0x10;
-                    payload[1] = u8::from(i != 0);
-                    let p = crate::MediaPacket {
-                        codec: Codec::Vp8,
-                        seq: i,
-                        timestamp: i as u32 * 3000,
-                        marker: true,
-                        keyframe: i == 0,
-                        audio_level: None,
-                        dependency_descriptor: None,
-                        arrival: at,
-                        payload: Arc::from(payload),
-                    };
-                    sfu.on_media(cam, stream, p).unwrap();
-                }
-                if sfu.poll_timeout().is_some_and(|t| t <= at) {
-                    sfu.handle_timeout(at);
-                }
+                simulcast_frame(sfu, cam, i, t0);
                 n += std::iter::from_fn(|| sfu.poll_output())
                     .filter(|o| matches!(o, Output::ProbeBandwidth { peer } if *peer == bob))
                     .count();
@@ -413,44 +379,13 @@ mod tests {
 
     #[test]
     fn a_new_receiver_starts_low_and_moves_up_once_the_estimate_held() {
-        use std::sync::Arc;
         let t0 = Instant::now();
-        let mut sfu = Sfu::new();
-        let room = RoomId::new("app", "r");
-        let alice = sfu.add_peer(room.clone(), "alice");
-        let cam = sfu
-            .publish_track(alice, MediaKind::Video, "cam", None, t0)
-            .unwrap();
-        let bob = sfu.add_peer(room, "bob");
-        // A generous estimate, known before bob subscribes.
+        let (mut sfu, cam, bob, rx) = camera_and_viewer(t0);
+        // A generous estimate, from the start.
         sfu.set_estimate(bob, 10_000_000, t0);
-        let src = ReceiverSource::Track {
-            peer: "alice".into(),
-            track: "cam".into(),
-        };
-        let rx = sfu
-            .add_receiver(bob, MediaKind::Video, vec![Codec::Vp8], src, t0)
-            .unwrap();
         let mut targets = Vec::new();
         for i in 0..90u64 {
-            let at = t0 + Duration::from_millis(i * 33);
-            for (stream, size) in [(0u8, 200usize), (1, 600), (2, 1500)] {
-                let mut payload = vec![0u8; size];
-                payload[0] = 0x10;
-                payload[1] = u8::from(i != 0);
-                let p = crate::MediaPacket {
-                    codec: Codec::Vp8,
-                    seq: i,
-                    timestamp: i as u32 * 3000,
-                    marker: true,
-                    keyframe: i == 0,
-                    audio_level: None,
-                    dependency_descriptor: None,
-                    arrival: at,
-                    payload: Arc::from(payload),
-                };
-                sfu.on_media(cam, stream, p).unwrap();
-            }
+            simulcast_frame(&mut sfu, cam, i, t0);
             while sfu.poll_output().is_some() {}
             if i % 15 == 14 {
                 let q = sfu.receiver_quality(rx).unwrap();
