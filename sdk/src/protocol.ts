@@ -41,6 +41,7 @@ export type SdkEvent =
   | { type: 'trackUpdated'; track: RemoteTrack }
   | { type: 'trackStopped'; track: RemoteTrack }
   | { type: 'senderState'; name: string; status: SenderStatus }
+  | { type: 'senderLayers'; name: string; maxSpatial: number }
   | { type: 'receiverState'; name: string; status: ReceiverStatus }
   | { type: 'voiceActivity'; name: string; level: number }
   | { type: 'receiverStats'; name: string; stats: ReceiverStats }
@@ -92,6 +93,9 @@ export function decodeServerEvent(ev: ServerEvent): SdkEvent | null {
       const s = e.value;
       if (s.event.case === 'state') {
         return { type: 'senderState', name: s.name, status: s.event.value.status === Sender_Status.INACTIVE ? 'inactive' : 'active' };
+      }
+      if (s.event.case === 'layers') {
+        return { type: 'senderLayers', name: s.name, maxSpatial: s.event.value.maxSpatial };
       }
       return null;
     }

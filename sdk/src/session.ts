@@ -769,6 +769,11 @@ export class Session extends Emitter<SessionEvents> {
         this.emit('senderState', { name: e.name, status: e.status });
         break;
       }
+      case 'senderLayers': {
+        const s = this.senders.find((x) => x.slot.name === e.name);
+        s?.publication.setMaxSpatial(e.maxSpatial).catch((err: Error) => this.emit('warning', `${e.name}: pausing simulcast streams above ${e.maxSpatial} failed: ${err.message}`));
+        break;
+      }
       case 'receiverState': {
         const r = this.receivers.find((x) => x.slot.name === e.name);
         r?.subscription?.setStatus(e.status);
@@ -847,6 +852,11 @@ export class Session extends Emitter<SessionEvents> {
 export interface PublicationEvents {
   /** Server-side status: `active` once media arrives, `inactive` when it stops. */
   status: SenderStatus;
+  /**
+   * The simulcast streams subscribers may want changed (MediaMesh servers): streams above
+   * `maxSpatial` were paused (`encodings[i].active = false`), the others are on.
+   */
+  layers: { maxSpatial: number; active: boolean[] };
   /** Local state changed (published / paused / stopped). */
   change: Publication;
 }
@@ -855,6 +865,7 @@ export interface PublicationEvents {
 export class Publication extends Emitter<PublicationEvents> {
   private _status: SenderStatus | null = null;
   private _paused = false;
+  private _maxSpatial: number | null = null;
 
   /** @internal */
   constructor(
@@ -898,6 +909,33 @@ export class Publication extends Emitter<PublicationEvents> {
   setStatus(s: SenderStatus) {
     this._status = s;
     this.emit('status', s);
+  }
+
+  /** The highest simulcast stream subscribers may want, as the server last said (null: all). */
+  get maxSpatial(): number | null {
+    return this._maxSpatial;
+  }
+
+  /**
+   * @internal The server says which simulcast streams subscribers may want: the others
+   * pause (the browser stops encoding them) until the server asks for them again.
+   */
+  async setMaxSpatial(maxSpatial: number): Promise<void> {
+    this._maxSpatial = maxSpatial;
+    const sender = this.transceiver.sender;
+    const params = sender.getParameters();
+    const encodings = params.encodings ?? [];
+    if (encodings.length < 2 || !encodings.every((e) => e.rid)) return;
+    let changed = false;
+    encodings.forEach((e, i) => {
+      const active = i <= maxSpatial;
+      if (e.active !== active) {
+        e.active = active;
+        changed = true;
+      }
+    });
+    if (changed) await sender.setParameters(params);
+    this.emit('layers', { maxSpatial, active: encodings.map((e) => e.active !== false) });
   }
 
   /**

@@ -124,6 +124,16 @@ test('server events decode to typed SDK events (absent proto3 defaults included)
   assert.equal(warnings.length, 2);
 });
 
+test('the simulcast streams subscribers may want decode to senderLayers', () => {
+  const { ch, events } = setup();
+  ch.server({ seq: 1, event: { case: 'sender', value: { name: 'video_main', event: { case: 'layers', value: { maxSpatial: 1 } } } } });
+  ch.server({ seq: 2, event: { case: 'sender', value: { name: 'video_main', event: { case: 'layers', value: {} } } } });
+  assert.deepEqual(events, [
+    { type: 'senderLayers', name: 'video_main', maxSpatial: 1 },
+    { type: 'senderLayers', name: 'video_main', maxSpatial: 0 },
+  ]);
+});
+
 test('receiver stats decode with the quality-control fields when the server sends them', () => {
   const { ch, events } = setup();
   const transmit = { spatial: 0, temporal: 2, bitrateKbps: 140, targetSpatial: 0, targetTemporal: 2, targetKbps: 150, estimateKbps: 260 };

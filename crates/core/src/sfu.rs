@@ -59,6 +59,16 @@ pub enum Output {
     /// The estimator only probes on its own every few seconds, and a link
     /// that got faster is only discovered by a probe.
     ProbeBandwidth { peer: PeerId },
+    /// The spatial layers of a simulcast track that some subscriber may
+    /// want, up to `max_spatial`: streams above it can pause until this
+    /// rises (our SDK turns those encodings off; a publisher that does not
+    /// understand it keeps sending them). Lowered once the need has been
+    /// lower for a few seconds, raised at once.
+    PublisherLayers {
+        peer: PeerId,
+        track: TrackId,
+        max_spatial: u8,
+    },
     /// Cap what the publisher of a track sends (no subscriber needs its
     /// upper layers), or lift the cap (`None`).
     PublisherCap {

@@ -541,6 +541,16 @@ impl Worker {
                     }
                 }
             }
+            Output::PublisherLayers {
+                peer,
+                track,
+                max_spatial,
+            } => {
+                tracing::debug!(%peer, %track, max_spatial, "publisher layers wanted");
+                if let Some(key) = self.by_peer.get(&peer).copied() {
+                    self.sdk_sender_layers(key, track, max_spatial);
+                }
+            }
             Output::ProbeBandwidth { peer } => {
                 if let Some(key) = self.by_peer.get(&peer).copied() {
                     if let Some(conn) = self.conns.get_mut(&key) {

@@ -6,6 +6,8 @@
 // A subscriber starts with the default limits (best layer), then setLimits({maxSpatial})
 // walks it down to layer 0 and back up, without renegotiation; every step is read from
 // the subscriber's getStats (frameWidth), and the decoder must not freeze meanwhile.
+// A subscriber that wants only stream 0 for 5 s gets the simulcast publisher to pause its
+// other streams (our SDK turns those encodings off); wanting them back restarts them.
 // Once nobody watches, the publisher is capped (REMB) and stops its top VP8 stream.
 // Bandwidth-driven selection under a shaped link is in simulcast-bwe.test.js.
 import { test, before } from 'node:test';
@@ -89,6 +91,29 @@ test('layers: receiver limits choose the spatial layer of VP8 simulcast, VP9 SVC
     const neg1 = await sub.evaluate(() => window.mm2.negotiation());
     assert.equal(neg1.signalingChanges, neg0.signalingChanges, `${c.name}: a layer switch renegotiated` + await ctx());
     assert.match(String(end.codec), new RegExp(c.video.codec, 'i'), `${c.name}: decoded codec`);
+
+    if (c.video.simulcast) {
+      // 3. Publisher feedback: a subscriber that wants stream 0 only for 5 s gets the
+      //    publisher (our SDK) to stop encoding streams 1 and 2; wanting them back
+      //    restarts them, and the subscriber gets 1280 again.
+      const rising = async (rids, ms) => {
+        const a = await pub.evaluate(() => window.mm2.outbound());
+        await new Promise((r) => setTimeout(r, ms));
+        const b = await pub.evaluate(() => window.mm2.outbound());
+        return Object.fromEntries(rids.map((rid) => [rid, (b.find((x) => x.rid === rid)?.framesEncoded ?? 0) > (a.find((x) => x.rid === rid)?.framesEncoded ?? 0)]));
+      };
+      await sub.evaluate(([k, l]) => window.mm2.setLimits(k, l), [key, { maxSpatial: 0, maxTemporal: 2 }]);
+      const tPause = Date.now();
+      await waitFor(`${c.name}: streams 1 and 2 stop while the only subscriber wants stream 0`, () => rising(['1', '2'], 700),
+        (r) => !r['1'] && !r['2'], { timeoutMs: 15000, intervalMs: 0, context: ctx });
+      console.log(`METRIC layers_${c.name.replace('-', '_')}_unwanted_streams_paused_ms=${Date.now() - tPause}`);
+      const t = Date.now();
+      await sub.evaluate(([k, l]) => window.mm2.setLimits(k, l), [key, { maxSpatial: 2, maxTemporal: 2 }]);
+      const before = (await stat()).framesDecoded;
+      await waitFor(`${c.name}: streams wanted again: frameWidth ${c.widths[2]} and frames decoding`, stat,
+        (r) => r.frameWidth === c.widths[2] && r.framesDecoded >= before + 10, { timeoutMs: STEP_MS, context: ctx });
+      console.log(`METRIC layers_${c.name.replace('-', '_')}_streams_resumed_to_top_ms=${Date.now() - t}`);
+    }
 
     await sub.evaluate(() => window.mm2.close());
     if (c.name === 'vp8-simulcast') {

@@ -58,6 +58,32 @@ pub(super) struct CapState {
     at: Option<Instant>,
     /// Since when nobody receives the track.
     unwatched_since: Option<Instant>,
+    /// The highest spatial layer last told to be needed
+    /// ([`Output::PublisherLayers`]), and since when a lower one is.
+    layers_sent: Option<u8>,
+    lower_since: Option<Instant>,
+    /// The highest spatial layer ever measured (paused streams are not
+    /// measured while they pause).
+    top_seen: u8,
+}
+
+impl CapState {
+    /// The highest spatial layer to announce now, given what subscribers
+    /// need (`None`: keep what was sent). Until something is announced the
+    /// publisher sends all its layers (as if `top` had been).
+    fn layers(&mut self, needed: u8, top: u8, now: Instant) -> Option<u8> {
+        match self.layers_sent.or(Some(top)) {
+            Some(sent) if needed == sent => {
+                self.lower_since = None;
+                None
+            }
+            Some(sent) if needed < sent => {
+                let since = *self.lower_since.get_or_insert(now);
+                (now.saturating_duration_since(since) >= UNWATCHED_GRACE).then_some(needed)
+            }
+            _ => Some(needed),
+        }
+    }
 }
 
 impl CapState {
@@ -107,6 +133,37 @@ impl Sfu {
                     // would bring the layers back, and the cap a second later).
                     .or(t.cap.sent)
             };
+            // The streams some subscriber may want (simulcast only: an SVC
+            // stream is one encoding). Remote nodes' subscribers are not
+            // known here: all. Limits rather than the bandwidth allocation
+            // decide, so a layer a subscriber may move up to keeps being
+            // measured.
+            if !meter.is_svc() {
+                let needed = if t.remote_watch_until.is_some_and(|u| now < u) {
+                    u8::MAX
+                } else {
+                    t.subscribers
+                        .iter()
+                        .filter_map(|r| self.receivers.get(r))
+                        .filter(|r| !r.paused)
+                        .map(|r| r.limits.max.spatial)
+                        .max()
+                        .unwrap_or(0)
+                };
+                let top =
+                    u8::try_from(meter.rates().rates.len().saturating_sub(1)).unwrap_or(u8::MAX);
+                t.cap.top_seen = t.cap.top_seen.max(top);
+                let needed = needed.min(t.cap.top_seen);
+                if let Some(max_spatial) = t.cap.layers(needed, t.cap.top_seen, now) {
+                    t.cap.layers_sent = Some(max_spatial);
+                    t.cap.lower_since = None;
+                    out.push(Output::PublisherLayers {
+                        peer: t.owner,
+                        track: *id,
+                        max_spatial,
+                    });
+                }
+            }
             if t.cap.should_send(cap, now) {
                 t.cap.sent = cap;
                 t.cap.at = Some(now);
@@ -161,7 +218,7 @@ mod tests {
         s = CapState {
             sent: Some(400_000),
             at: Some(t0),
-            unwatched_since: None,
+            ..CapState::default()
         };
         // Small moves wait for the refresh; big ones and lifting go at once.
         assert!(!s.should_send(Some(450_000), t0 + CAP_INTERVAL));
@@ -224,5 +281,60 @@ mod tests {
         sfu.set_receiver_paused(r, false, later).unwrap();
         sfu.handle_timeout(later + CAP_INTERVAL);
         assert_eq!(caps(&mut sfu), vec![None]);
+    }
+
+    fn layers(sfu: &mut Sfu) -> Vec<u8> {
+        outputs(sfu, |o| match o {
+            Output::PublisherLayers { max_spatial, .. } => Some(max_spatial),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_publisher_is_told_which_simulcast_streams_its_subscribers_may_want() {
+        use crate::layers::{alloc::LayerLimits, Layer};
+        let t0 = Instant::now();
+        let (mut sfu, cam, _bob, r) = camera_and_viewer(t0);
+        let limits = |max_spatial| LayerLimits {
+            min: Layer::new(0, 0),
+            max: Layer::new(max_spatial, 2),
+        };
+        // Default limits for 2 s: all streams wanted, nothing to say.
+        let mut seen = Vec::new();
+        for i in 0..60u64 {
+            simulcast_frame(&mut sfu, cam, i, t0);
+            seen.extend(layers(&mut sfu));
+        }
+        assert_eq!(seen, Vec::<u8>::new());
+        // Bob wants stream 0 only: after 5 s of that, the publisher hears it.
+        sfu.set_receiver_config(r, 1, limits(0), t0 + Duration::from_millis(60 * 33))
+            .unwrap();
+        for i in 60..300u64 {
+            let at = simulcast_frame(&mut sfu, cam, i, t0);
+            for l in layers(&mut sfu) {
+                seen.push(l);
+                let waited = at.saturating_duration_since(t0 + Duration::from_millis(60 * 33));
+                assert!(
+                    waited >= UNWATCHED_GRACE && waited < UNWATCHED_GRACE + CAP_INTERVAL * 2,
+                    "after {waited:?}"
+                );
+            }
+        }
+        assert_eq!(seen, vec![0]);
+        // The publisher pauses streams 1 and 2; then bob wants them again:
+        // told at the next evaluation, whatever is measured meanwhile.
+        for i in 300..330u64 {
+            let at = t0 + Duration::from_millis(i * 33);
+            sfu.on_media(cam, 0, vp8(i, false, 200, at)).unwrap();
+            if sfu.poll_timeout().is_some_and(|t| t <= at) {
+                sfu.handle_timeout(at);
+            }
+        }
+        assert_eq!(layers(&mut sfu), Vec::<u8>::new());
+        let now = t0 + Duration::from_millis(330 * 33);
+        sfu.set_receiver_config(r, 1, limits(2), now).unwrap();
+        sfu.on_media(cam, 0, vp8(330, false, 200, now)).unwrap();
+        sfu.handle_timeout(now + CAP_INTERVAL);
+        assert_eq!(layers(&mut sfu), vec![2]);
     }
 }

@@ -200,7 +200,12 @@ impl Sfu {
                 continue;
             }
             let Some(source) = r.source else {
-                if r.kind == MediaKind::Video {
+                // A receiver never attached yet (an SDK's slot waiting for
+                // its first subscription) is probed for; one the client
+                // detached (paused) is not: a higher desired bitrate makes
+                // str0m probe, and its padding resends old packets of the
+                // paused stream.
+                if r.kind == MediaKind::Video && r.attached_at.is_none() {
                     unknown_video += UNKNOWN_VIDEO_BPS;
                 }
                 continue;
@@ -347,6 +352,22 @@ mod tests {
         sfu.set_receiver_paused(cam, true, t0).unwrap();
         assert!(desired(&mut sfu).iter().all(|b| *b < 100_000));
         let _ = mic;
+    }
+
+    #[test]
+    fn a_receiver_detached_by_its_client_is_not_probed_for() {
+        let t0 = Instant::now();
+        let (mut sfu, _cam, bob, rx) = camera_and_viewer(t0);
+        sfu.set_estimate(bob, 300_000, t0);
+        let _ = desired(&mut sfu);
+        sfu.set_receiver_source(rx, ReceiverSource::Detached, t0)
+            .unwrap();
+        sfu.set_estimate(bob, 310_000, t0);
+        let after = desired(&mut sfu);
+        assert!(
+            !after.is_empty() && after.iter().all(|b| *b < 100_000),
+            "{after:?}"
+        );
     }
 
     #[test]

@@ -586,6 +586,26 @@ impl Worker {
         self.sdk_send_sender_state(key, name, active);
     }
 
+    /// The simulcast streams a publication's subscribers may want (see
+    /// `Output::PublisherLayers`); publishers without our SDK never hear it.
+    pub(super) fn sdk_sender_layers(&mut self, key: Key, track: TrackId, max_spatial: u8) {
+        let Some(name) = conn_sdk(&self.conns, key)
+            .and_then(|s| s.senders.iter().find(|x| x.track == Some(track)))
+            .map(|x| x.name.clone())
+        else {
+            return;
+        };
+        let event = server_event::Event::Sender(server_event::Sender {
+            name,
+            event: Some(server_event::sender::Event::Layers(
+                server_event::sender::Layers {
+                    max_spatial: u32::from(max_spatial),
+                },
+            )),
+        });
+        self.sdk_send(key, event);
+    }
+
     fn sdk_send_sender_state(&mut self, key: Key, name: String, active: bool) {
         let status = if active {
             shared::sender::Status::Active
