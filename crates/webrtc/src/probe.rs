@@ -12,7 +12,7 @@
 //!   is not application-limited, so nothing probes at all, and the estimate
 //!   only grows by ~1.5x of what is acknowledged (measured: 100 -> 170
 //!   kbit/s in 10 s on a link that had become unlimited). When the estimate
-//!   has not risen for [`STUCK_AFTER`] while probes were asked for, the
+//!   has not risen by a quarter for [`STUCK_AFTER`] while probes were asked for, the
 //!   estimator is restarted from its current value, which makes it probe
 //!   at 3x and 6x of it (and capped at twice the desired bitrate).
 
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 /// How long the estimate may stay without a significant rise, while the
 /// SFU asks for probes, before the estimator is restarted.
-pub const STUCK_AFTER: Duration = Duration::from_secs(4);
+pub const STUCK_AFTER: Duration = Duration::from_secs(3);
 
 /// What to do to the estimator for one probe request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,8 @@ pub struct Prober {
     desired: u64,
     nudged: bool,
     estimate: u64,
-    /// The estimate after its last significant (5 %) rise, and when.
+    /// The estimate after its last significant rise (25 %: the additive
+    /// growth of a stalled estimator creeps by a few % a second), and when.
     peak: u64,
     peak_at: Option<Instant>,
 }
@@ -52,7 +53,7 @@ impl Prober {
     /// The estimator reported an estimate.
     pub fn on_estimate(&mut self, bps: u64, now: Instant) {
         self.estimate = bps;
-        if self.peak_at.is_none() || bps > self.peak / 20 * 21 {
+        if self.peak_at.is_none() || bps > self.peak / 4 * 5 {
             self.peak = bps;
             self.peak_at = Some(now);
         } else if bps < self.peak {
@@ -112,7 +113,7 @@ mod tests {
         let mut p = Prober::default();
         p.set_desired(3_000_000);
         p.on_estimate(150_000, t0);
-        // Creeping up by less than 5 % at a time is not a rise.
+        // Creeping up by a few % is not a rise.
         for i in 1..stuck {
             p.on_estimate(150_000 + u64::from(i) * 1_000, t0 + s * i);
             assert!(matches!(
