@@ -18,7 +18,7 @@ pub use codec::{Codec, MediaKind};
 pub use ids::{PeerId, ReceiverId, RoomId, TrackId};
 pub use packet::MediaPacket;
 pub use sfu::{
-    MixerConfig, MixerMode, Output, PeerDetails, PeerInfo, ReceiverCounters, ReceiverQuality,
-    ReceiverSource, ReceiverState, RoomEvent, Sfu, SfuError, TrackDetails, TrackRef, Visibility,
-    REMOTE_WATCH_TTL,
+    MixerConfig, MixerMode, Output, PeerDetails, PeerInfo, QualitySummary, ReceiverCounters,
+    ReceiverQuality, ReceiverSource, ReceiverState, RoomEvent, Sfu, SfuError, TrackDetails,
+    TrackRef, Visibility, REMOTE_WATCH_TTL,
 };

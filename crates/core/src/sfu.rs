@@ -29,7 +29,7 @@ mod testutil;
 
 pub use mixer::{MixerConfig, MixerMode, TrackRef};
 pub use presence::{RoomEvent, Visibility};
-pub use quality::ReceiverQuality;
+pub use quality::{QualitySummary, ReceiverQuality};
 pub use remote::{PeerDetails, TrackDetails, REMOTE_WATCH_TTL};
 
 use mixer::{LevelMeter, Mixer};

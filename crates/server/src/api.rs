@@ -106,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/token/{kind}", post(create_token))
         .route("/api/node", get(node_view))
+        .route("/metrics", get(metrics))
         .route("/api/rooms/{room}", get(room_view))
         .route("/api/sip/dial", post(crate::sip::http::dial))
         .route("/api/sip/calls", get(crate::sip::http::list))
@@ -322,6 +323,20 @@ pub(crate) fn check_app_secret(state: &AppState, headers: &HeaderMap) -> Result<
         ));
     }
     Ok(())
+}
+
+/// `GET /metrics`: this node's numbers for Prometheus (aggregates only, no
+/// names, so no token: scrapers reach it like `/healthz`).
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = ask(&state, |reply| Command::Metrics { reply }).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// `GET /api/node`: this node, the cluster nodes it sees, media counters.

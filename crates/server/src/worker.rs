@@ -17,6 +17,7 @@ mod api;
 mod cluster;
 mod ingest;
 mod load;
+mod metrics;
 mod mixer;
 mod sdk;
 mod timer;
@@ -127,6 +128,10 @@ pub enum Command {
     /// This node and the cluster it sees.
     NodeView {
         reply: oneshot::Sender<NodeView>,
+    },
+    /// This node's metrics, Prometheus text format.
+    Metrics {
+        reply: oneshot::Sender<String>,
     },
     /// Close every session, flush, and stop.
     Shutdown {
@@ -631,6 +636,9 @@ impl Worker {
             Command::RoomView { app, room, reply } => self.serve_room_view(&app, &room, reply),
             Command::NodeView { reply } => {
                 let _ = reply.send(self.node_view());
+            }
+            Command::Metrics { reply } => {
+                let _ = reply.send(self.metrics_text());
             }
             Command::Shutdown { reply } => return Some(reply),
         }

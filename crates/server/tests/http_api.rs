@@ -171,6 +171,34 @@ async fn whip_and_whep_sessions_live_and_die() {
     assert_eq!(v["sessions"], 2);
     assert_eq!(v["rooms"], 1);
 
+    // Prometheus metrics: no token needed, aggregates only.
+    let m = call(
+        &app,
+        req(Method::GET, "/metrics", None, None, Body::empty()),
+    )
+    .await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.headers[axum::http::header::CONTENT_TYPE]
+        .to_str()
+        .is_ok_and(|t| t.starts_with("text/plain; version=0.0.4")));
+    let lines: Vec<&str> = m.body.lines().collect();
+    for want in [
+        "mediamesh_sessions 2",
+        "mediamesh_rooms 1",
+        "# TYPE mediamesh_video_receivers gauge",
+        "mediamesh_video_receivers{spatial=\"0\"} 0",
+        "# TYPE mediamesh_peer_egress_estimate_bps histogram",
+        "mediamesh_peer_egress_estimate_bps_bucket{le=\"+Inf\"} 0",
+        "mediamesh_peer_egress_estimate_bps_count 0",
+    ] {
+        assert!(lines.contains(&want), "{want:?} not in\n{}", m.body);
+    }
+    assert!(
+        !m.body.contains("alice") && !m.body.contains("r1"),
+        "{}",
+        m.body
+    );
+
     // A WHIP session cannot be reached through the WHEP path.
     let cross = whip.replace("/whip/", "/whep/");
     let r = call(

@@ -36,7 +36,8 @@
 //     of video, whatever layer);
 //   - B decodes 1280 (within 12 s of the publisher's ramped top layer) and keeps it
 //     while A is limited, >= 10 frames/s, no freeze; its stats show target 2 and an
-//     estimate that pays for it;
+//     estimate that pays for it; the node's /metrics count B's receiver at spatial 2
+//     and A's as bandwidth-limited;
 //   - the limit is lifted (`tc qdisc del`): within 10 s A decodes the top layer
 //     (frameWidth 1280 at >= 75 % of the publisher's rid-2 frame rate over 1 s:
 //     `METRIC simulcast_lift_to_top_ms`; the first 1280 at any rate is
@@ -358,6 +359,14 @@ async function runCase(c) {
         `A's receiver stats while limited should show a target layer that fits (${[...fittingSpatial].join(', ')}) and a median estimate <= 400 kbit/s (${medianA}): ${JSON.stringify(statsA.slice(-6))}`);
       check(statsB.length >= 4 && statsB.every((r) => r.target === 2 && r.estimateKbps >= r.targetKbps),
         `B's receiver stats should show target spatial 2 and an estimate that pays for it: ${JSON.stringify(statsB.slice(-6))}`);
+      //    The node's Prometheus metrics tell the same: B's receiver at spatial 2, A's held
+      //    down by its bandwidth, an estimate for each subscriber.
+      const metrics = await fetch(`${server.base}/metrics`).then((r) => r.text()).catch((e) => `(fetch failed: ${e.message})`);
+      const metric = (name) => Number(metrics.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
+      const quality = metrics.split('\n').filter((l) => /^mediamesh_video_receivers|^mediamesh_peer_egress_estimate_bps_count/.test(l)).join('; ');
+      console.log(`# /metrics while limited: ${quality}`);
+      check(metric('mediamesh_video_receivers{spatial="2"}') >= 1 && metric('mediamesh_video_receivers_bandwidth_limited') >= 1 && metric('mediamesh_peer_egress_estimate_bps_count') >= 2,
+        `/metrics while A is limited should count B's receiver at spatial 2, A's as bandwidth-limited, and both estimates: ${quality}`);
       check(limB.freezes === 0, `B (unlimited): freezeCount grew ${limB.freezeCount?.[0]} -> ${limB.freezeCount?.[1]} while A was limited`);
       check(limB.fps >= 10, `B (unlimited): ${limB.fps} decoded frames/s at the top layer (want >= 10)`);
 

@@ -88,7 +88,63 @@ pub struct ReceiverQuality {
     pub estimate_bps: Option<u64>,
 }
 
+/// Quality control across every playing video receiver of this SFU
+/// (node metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QualitySummary {
+    /// Receivers by the spatial layer forwarded now (index 3: 3 and up).
+    pub by_spatial: [u32; 4],
+    /// Receivers whose target is above the layer they get (a switch up
+    /// waits for its decodable point).
+    pub below_target: u32,
+    /// Receivers aimed below the best layer their limits allow and their
+    /// source has: held down by their peer's bandwidth.
+    pub bandwidth_limited: u32,
+    /// The latest send-side estimate of every peer that has one.
+    pub estimates: Vec<u64>,
+}
+
 impl Sfu {
+    /// Quality control across every playing video receiver.
+    pub fn quality_summary(&self) -> QualitySummary {
+        let mut q = QualitySummary::default();
+        for (rid, r) in &self.receivers {
+            if r.kind != MediaKind::Video || r.paused || r.source.is_none() {
+                continue;
+            }
+            let Some(now) = r.selector.as_ref().and_then(|s| s.current()) else {
+                continue;
+            };
+            q.by_spatial[usize::from(now.spatial.min(3))] += 1;
+            let Some(rq) = self.receiver_quality(*rid) else {
+                continue;
+            };
+            if rq.target.spatial > now.spatial {
+                q.below_target += 1;
+            }
+            let best = r
+                .source
+                .and_then(|t| self.tracks.get(&t))
+                .and_then(|t| t.meter.as_ref())
+                .and_then(|m| m.rates().rates.len().checked_sub(1))
+                .map_or(0, |top| {
+                    u8::try_from(top)
+                        .unwrap_or(u8::MAX)
+                        .min(r.limits.max.spatial)
+                });
+            if rq.target.spatial < best {
+                q.bandwidth_limited += 1;
+            }
+        }
+        let mut peers: Vec<_> = self.estimates.iter().collect();
+        peers.sort_by_key(|(p, _)| **p);
+        q.estimates = peers
+            .into_iter()
+            .filter_map(|(_, b)| b.estimates.back().map(|(_, bps)| *bps))
+            .collect();
+        q
+    }
+
     /// Quality control's view of a video receiver with a source.
     pub fn receiver_quality(&self, receiver: ReceiverId) -> Option<ReceiverQuality> {
         let r = self.receivers.get(&receiver)?;
@@ -298,7 +354,7 @@ impl Sfu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sfu::testutil::{camera_and_viewer, outputs, simulcast_frame};
+    use crate::sfu::testutil::{camera_and_viewer, outputs, simulcast_frame, simulcast_frame_key};
     use crate::sfu::ReceiverSource;
     use crate::{Codec, RoomId};
 
@@ -352,6 +408,36 @@ mod tests {
         sfu.set_receiver_paused(cam, true, t0).unwrap();
         assert!(desired(&mut sfu).iter().all(|b| *b < 100_000));
         let _ = mic;
+    }
+
+    #[test]
+    fn the_summary_counts_receivers_by_layer_and_those_held_down() {
+        let t0 = Instant::now();
+        let (mut sfu, cam, bob, _rx) = camera_and_viewer(t0);
+        assert_eq!(sfu.quality_summary(), QualitySummary::default());
+        sfu.set_estimate(bob, 10_000_000, t0);
+        // The publisher answers keyframe requests at its next frame.
+        let mut key = true;
+        let mut run = |sfu: &mut Sfu, frames: std::ops::Range<u64>| {
+            for i in frames {
+                simulcast_frame_key(sfu, cam, i, t0, key);
+                key = !outputs(sfu, |o| {
+                    matches!(o, Output::RequestKeyframe { .. }).then_some(())
+                })
+                .is_empty();
+            }
+        };
+        run(&mut sfu, 0..90);
+        let q = sfu.quality_summary();
+        assert_eq!(q.by_spatial, [0, 0, 1, 0], "{q:?}");
+        assert_eq!((q.below_target, q.bandwidth_limited), (0, 0), "{q:?}");
+        assert_eq!(q.estimates, vec![10_000_000]);
+        // Short of bandwidth: down to stream 0 at once, counted as held down.
+        sfu.set_estimate(bob, 100_000, t0 + Duration::from_millis(90 * 33));
+        run(&mut sfu, 90..120);
+        let q = sfu.quality_summary();
+        assert_eq!(q.by_spatial, [1, 0, 0, 0], "{q:?}");
+        assert_eq!(q.bandwidth_limited, 1, "{q:?}");
     }
 
     #[test]

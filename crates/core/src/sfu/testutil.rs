@@ -29,9 +29,20 @@ pub(super) fn vp8(seq: u64, key: bool, size: usize, at: Instant) -> MediaPacket 
 /// and 1500 B frames (~60, ~160 and ~380 kbit/s with headers), the first a
 /// keyframe; runs the SFU's timers when due. Returns the frame's time.
 pub(super) fn simulcast_frame(sfu: &mut Sfu, track: TrackId, i: u64, t0: Instant) -> Instant {
+    simulcast_frame_key(sfu, track, i, t0, i == 0)
+}
+
+/// [`simulcast_frame`], a keyframe on every stream when `key`.
+pub(super) fn simulcast_frame_key(
+    sfu: &mut Sfu,
+    track: TrackId,
+    i: u64,
+    t0: Instant,
+    key: bool,
+) -> Instant {
     let at = t0 + Duration::from_millis(i * 33);
     for (stream, size) in [(0u8, 200usize), (1, 600), (2, 1500)] {
-        sfu.on_media(track, stream, vp8(i, i == 0, size, at))
+        sfu.on_media(track, stream, vp8(i, key, size, at))
             .expect("the test's track exists");
     }
     if sfu.poll_timeout().is_some_and(|t| t <= at) {
