@@ -577,22 +577,22 @@ impl Worker {
     /// A sender's state for the client: active once its media arrives,
     /// inactive when it stops.
     pub(super) fn sdk_sender_state(&mut self, key: Key, track: TrackId, active: bool) {
-        let Some(name) = conn_sdk(&self.conns, key)
+        if let Some(name) = self.sdk_sender_name(key, track) {
+            self.sdk_send_sender_state(key, name, active);
+        }
+    }
+
+    /// The name of the SDK sender slot that publishes `track`.
+    fn sdk_sender_name(&self, key: Key, track: TrackId) -> Option<String> {
+        conn_sdk(&self.conns, key)
             .and_then(|s| s.senders.iter().find(|x| x.track == Some(track)))
             .map(|x| x.name.clone())
-        else {
-            return;
-        };
-        self.sdk_send_sender_state(key, name, active);
     }
 
     /// The simulcast streams a publication's subscribers may want (see
     /// `Output::PublisherLayers`); publishers without our SDK never hear it.
     pub(super) fn sdk_sender_layers(&mut self, key: Key, track: TrackId, max_spatial: u8) {
-        let Some(name) = conn_sdk(&self.conns, key)
-            .and_then(|s| s.senders.iter().find(|x| x.track == Some(track)))
-            .map(|x| x.name.clone())
-        else {
+        let Some(name) = self.sdk_sender_name(key, track) else {
             return;
         };
         let event = server_event::Event::Sender(server_event::Sender {
