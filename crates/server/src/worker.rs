@@ -530,21 +530,11 @@ impl Worker {
             Output::RoomChanged { room } => self.cluster_room_changed(room),
             Output::PublisherCap { peer, track, bps } => {
                 tracing::debug!(%peer, %track, ?bps, "publisher bitrate cap");
-                if let Some(key) = self.by_peer.get(&peer).copied() {
-                    if let Some(conn) = self.conns.get_mut(&key) {
-                        conn.session.cap_bitrate(track, bps);
-                        self.mark(key);
-                    }
-                }
+                self.with_session(peer, |s| s.cap_bitrate(track, bps));
             }
             Output::DesiredBitrate { peer, bps } => {
                 tracing::debug!(%peer, bps, "desired egress bitrate");
-                if let Some(key) = self.by_peer.get(&peer).copied() {
-                    if let Some(conn) = self.conns.get_mut(&key) {
-                        conn.session.set_desired_bitrate(bps);
-                        self.mark(key);
-                    }
-                }
+                self.with_session(peer, |s| s.set_desired_bitrate(bps));
             }
             Output::PublisherLayers {
                 peer,
@@ -556,14 +546,7 @@ impl Worker {
                     self.sdk_sender_layers(key, track, max_spatial);
                 }
             }
-            Output::ProbeBandwidth { peer } => {
-                if let Some(key) = self.by_peer.get(&peer).copied() {
-                    if let Some(conn) = self.conns.get_mut(&key) {
-                        conn.session.request_probe(now);
-                        self.mark(key);
-                    }
-                }
-            }
+            Output::ProbeBandwidth { peer } => self.with_session(peer, |s| s.request_probe(now)),
             Output::RequestKeyframe {
                 peer,
                 track,
@@ -574,13 +557,20 @@ impl Worker {
                     self.cluster_request_keyframe(track, stream);
                     return;
                 }
-                if let Some(key) = self.by_peer.get(&peer).copied() {
-                    if let Some(conn) = self.conns.get_mut(&key) {
-                        conn.session.request_keyframe(track, stream);
-                        self.mark(key);
-                    }
-                }
+                self.with_session(peer, |s| s.request_keyframe(track, stream));
             }
+        }
+    }
+
+    /// Runs `f` on the session of a local peer (if it has one) and marks
+    /// the session for polling.
+    fn with_session(&mut self, peer: PeerId, f: impl FnOnce(&mut Session)) {
+        let Some(key) = self.by_peer.get(&peer).copied() else {
+            return;
+        };
+        if let Some(conn) = self.conns.get_mut(&key) {
+            f(&mut conn.session);
+            self.mark(key);
         }
     }
 
