@@ -45,6 +45,12 @@ impl LayerRates {
         (r > 0).then_some(r)
     }
 
+    /// The highest spatial layer measured, if any.
+    pub fn top_spatial(&self) -> Option<u8> {
+        let top = self.rates.len().checked_sub(1)?;
+        Some(u8::try_from(top).unwrap_or(u8::MAX))
+    }
+
     /// Whether any layer has been measured.
     pub fn measured(&self) -> bool {
         self.layers().next().is_some()

@@ -135,16 +135,20 @@ impl LayerMeter {
         for (s, row) in rates.iter_mut().enumerate() {
             let mut kept = 0;
             for (t, cell) in row.iter_mut().enumerate() {
-                let mut seen: Vec<u64> = self
-                    .history
-                    .iter()
-                    .filter_map(|w| w.get(s).and_then(|x| x.get(t)).copied())
-                    .collect();
-                if seen.len() < 2 {
+                let mut seen = [0u64; HISTORY];
+                let mut n = 0;
+                for w in &self.history {
+                    if let Some(v) = w.get(s).and_then(|x| x.get(t)) {
+                        seen[n] = *v;
+                        n += 1;
+                    }
+                }
+                if n < 2 {
                     break;
                 }
+                let seen = &mut seen[..n];
                 seen.sort_unstable();
-                let median = seen[(seen.len() - 1) / 2];
+                let median = seen[(n - 1) / 2];
                 *cell = match old.get(s).and_then(|x| x.get(t)) {
                     Some(prev) => (median + prev * 3) / 4,
                     None => median,

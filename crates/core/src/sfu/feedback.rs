@@ -68,21 +68,27 @@ pub(super) struct CapState {
 }
 
 impl CapState {
-    /// The highest spatial layer to announce now, given what subscribers
-    /// need (`None`: keep what was sent). Until something is announced the
-    /// publisher sends all its layers (as if `top` had been).
+    /// The highest spatial layer to announce now (and then noted as sent),
+    /// given the highest one subscribers need and the highest the source
+    /// measures now; `None`: nothing to say. Until something is announced
+    /// the publisher sends all its layers.
     fn layers(&mut self, needed: u8, top: u8, now: Instant) -> Option<u8> {
-        match self.layers_sent.or(Some(top)) {
-            Some(sent) if needed == sent => {
-                self.lower_since = None;
-                None
-            }
-            Some(sent) if needed < sent => {
-                let since = *self.lower_since.get_or_insert(now);
-                (now.saturating_duration_since(since) >= UNWATCHED_GRACE).then_some(needed)
-            }
-            _ => Some(needed),
+        self.top_seen = self.top_seen.max(top);
+        let needed = needed.min(self.top_seen);
+        let sent = self.layers_sent.unwrap_or(self.top_seen);
+        if needed == sent {
+            self.lower_since = None;
+            return None;
         }
+        if needed < sent {
+            let since = *self.lower_since.get_or_insert(now);
+            if now.saturating_duration_since(since) < UNWATCHED_GRACE {
+                return None;
+            }
+        }
+        self.layers_sent = Some(needed);
+        self.lower_since = None;
+        Some(needed)
     }
 }
 
@@ -150,13 +156,8 @@ impl Sfu {
                         .max()
                         .unwrap_or(0)
                 };
-                let top =
-                    u8::try_from(meter.rates().rates.len().saturating_sub(1)).unwrap_or(u8::MAX);
-                t.cap.top_seen = t.cap.top_seen.max(top);
-                let needed = needed.min(t.cap.top_seen);
-                if let Some(max_spatial) = t.cap.layers(needed, t.cap.top_seen, now) {
-                    t.cap.layers_sent = Some(max_spatial);
-                    t.cap.lower_since = None;
+                let top = meter.rates().top_spatial().unwrap_or(0);
+                if let Some(max_spatial) = t.cap.layers(needed, top, now) {
                     out.push(Output::PublisherLayers {
                         peer: t.owner,
                         track: *id,
@@ -181,7 +182,7 @@ impl Sfu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sfu::testutil::{camera_and_viewer, outputs, simulcast_frame, vp8};
+    use crate::sfu::testutil::{base_stream_frame, camera_and_viewer, outputs, simulcast_frame};
 
     fn rates() -> LayerRates {
         LayerRates {
@@ -265,11 +266,7 @@ mod tests {
         // is refreshed, never lifted while nobody watches).
         let mut after = Vec::new();
         for i in 300..400u64 {
-            let at = t0 + Duration::from_millis(i * 33);
-            sfu.on_media(cam, 0, vp8(i, false, 200, at)).unwrap();
-            if sfu.poll_timeout().is_some_and(|t| t <= at) {
-                sfu.handle_timeout(at);
-            }
+            base_stream_frame(&mut sfu, cam, i, t0);
             after.extend(caps(&mut sfu));
         }
         assert!(
@@ -324,16 +321,12 @@ mod tests {
         // The publisher pauses streams 1 and 2; then bob wants them again:
         // told at the next evaluation, whatever is measured meanwhile.
         for i in 300..330u64 {
-            let at = t0 + Duration::from_millis(i * 33);
-            sfu.on_media(cam, 0, vp8(i, false, 200, at)).unwrap();
-            if sfu.poll_timeout().is_some_and(|t| t <= at) {
-                sfu.handle_timeout(at);
-            }
+            base_stream_frame(&mut sfu, cam, i, t0);
         }
         assert_eq!(layers(&mut sfu), Vec::<u8>::new());
         let now = t0 + Duration::from_millis(330 * 33);
         sfu.set_receiver_config(r, 1, limits(2), now).unwrap();
-        sfu.on_media(cam, 0, vp8(330, false, 200, now)).unwrap();
+        base_stream_frame(&mut sfu, cam, 330, t0);
         sfu.handle_timeout(now + CAP_INTERVAL);
         assert_eq!(layers(&mut sfu), vec![2]);
     }

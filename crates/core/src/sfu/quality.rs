@@ -73,6 +73,11 @@ impl PeerBudget {
         self.trim(now);
         self.estimates.iter().map(|(_, b)| *b).min()
     }
+
+    /// The newest estimate.
+    fn latest(&self) -> Option<u64> {
+        self.estimates.back().map(|(_, bps)| *bps)
+    }
 }
 
 /// What quality control decided for one video receiver (receiver stats).
@@ -126,22 +131,15 @@ impl Sfu {
                 .source
                 .and_then(|t| self.tracks.get(&t))
                 .and_then(|t| t.meter.as_ref())
-                .and_then(|m| m.rates().rates.len().checked_sub(1))
-                .map_or(0, |top| {
-                    u8::try_from(top)
-                        .unwrap_or(u8::MAX)
-                        .min(r.limits.max.spatial)
-                });
+                .and_then(|m| m.rates().top_spatial())
+                .map_or(0, |top| top.min(r.limits.max.spatial));
             if rq.target.spatial < best {
                 q.bandwidth_limited += 1;
             }
         }
         let mut peers: Vec<_> = self.estimates.iter().collect();
         peers.sort_by_key(|(p, _)| **p);
-        q.estimates = peers
-            .into_iter()
-            .filter_map(|(_, b)| b.estimates.back().map(|(_, bps)| *bps))
-            .collect();
+        q.estimates = peers.into_iter().filter_map(|(_, b)| b.latest()).collect();
         q
     }
 
@@ -168,10 +166,7 @@ impl Sfu {
         Some(ReceiverQuality {
             target,
             target_bps: meter.and_then(|m| m.rates().rate(target)),
-            estimate_bps: self
-                .estimates
-                .get(&r.owner)
-                .and_then(|b| b.estimates.back().map(|(_, bps)| *bps)),
+            estimate_bps: self.estimates.get(&r.owner).and_then(PeerBudget::latest),
         })
     }
 
@@ -255,7 +250,7 @@ impl Sfu {
             if r.paused {
                 continue;
             }
-            let Some(source) = r.source else {
+            if r.source.is_none() {
                 // A receiver never attached yet (an SDK's slot waiting for
                 // its first subscription) is probed for; one the client
                 // detached (paused) is not: a higher desired bitrate makes
@@ -265,15 +260,6 @@ impl Sfu {
                     unknown_video += UNKNOWN_VIDEO_BPS;
                 }
                 continue;
-            };
-            if r.kind == MediaKind::Video
-                && self
-                    .tracks
-                    .get(&source)
-                    .and_then(|t| t.meter.as_ref())
-                    .is_none_or(|m| !m.rates().measured())
-            {
-                unknown_video += UNKNOWN_VIDEO_BPS;
             }
             match r.kind {
                 MediaKind::Audio => audio += AUDIO_BPS,
@@ -296,6 +282,9 @@ impl Sfu {
                 })
             })
             .collect();
+        // Attached video whose source has no measured layers yet.
+        unknown_video +=
+            UNKNOWN_VIDEO_BPS * subs.iter().filter(|s| !s.rates.measured()).count() as u64;
         let estimate = self.estimates.get_mut(&peer).and_then(|b| b.sustained(now));
         let usable = estimate.map_or(u64::MAX, |e| e / 100 * USABLE_PERCENT);
         let mut plan = alloc::allocate(usable, audio, &subs);

@@ -40,8 +40,27 @@ pub(super) fn simulcast_frame_key(
     t0: Instant,
     key: bool,
 ) -> Instant {
+    frame_of_streams(sfu, track, i, t0, key, 3)
+}
+
+/// [`simulcast_frame`] of a publisher that paused streams 1 and 2.
+pub(super) fn base_stream_frame(sfu: &mut Sfu, track: TrackId, i: u64, t0: Instant) -> Instant {
+    frame_of_streams(sfu, track, i, t0, false, 1)
+}
+
+fn frame_of_streams(
+    sfu: &mut Sfu,
+    track: TrackId,
+    i: u64,
+    t0: Instant,
+    key: bool,
+    streams: usize,
+) -> Instant {
     let at = t0 + Duration::from_millis(i * 33);
-    for (stream, size) in [(0u8, 200usize), (1, 600), (2, 1500)] {
+    for (stream, size) in [(0u8, 200usize), (1, 600), (2, 1500)]
+        .into_iter()
+        .take(streams)
+    {
         sfu.on_media(track, stream, vp8(i, key, size, at))
             .expect("the test's track exists");
     }
