@@ -14,6 +14,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { useChromium } from '../lib/fixtures.js';
 import { waitFor } from '../lib/media.js';
+import { sleep } from '../lib/server.js';
 import { ensureOurBundle, openOurPage, mmContext, mmStats } from '../lib/mediamesh-sdk.js';
 
 const chromium = useChromium({ pages: true });
@@ -98,7 +99,7 @@ test('layers: receiver limits choose the spatial layer of VP8 simulcast, VP9 SVC
       //    restarts them, and the subscriber gets 1280 again.
       const rising = async (rids, ms) => {
         const a = await pub.evaluate(() => window.mm2.outbound());
-        await new Promise((r) => setTimeout(r, ms));
+        await sleep(ms);
         const b = await pub.evaluate(() => window.mm2.outbound());
         return Object.fromEntries(rids.map((rid) => [rid, (b.find((x) => x.rid === rid)?.framesEncoded ?? 0) > (a.find((x) => x.rid === rid)?.framesEncoded ?? 0)]));
       };

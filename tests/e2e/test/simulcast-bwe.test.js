@@ -74,7 +74,9 @@ const CAMERA = { width: 1280, height: 720, fps: 20 };   // Chromium's fake camer
 const WIDTHS = { '0': 320, '1': 640, '2': 1280 };   // rid -> frameWidth (scaleResolutionDownBy 4, 2, 1)
 const LOW = WIDTHS['0'];
 const TOP = WIDTHS['2'];
-const LIMIT = { rate: '300kbit', burst: '1600', latency: '200ms' };
+const LINK_BPS = 300000;        // A's downlink while limited
+const AUDIO_BPS = 50000;        // what the server reserves for audio
+const LIMIT = { rate: `${LINK_BPS / 1000}kbit`, burst: '1600', latency: '200ms' };
 const RAMP_LIMIT_MS = 30000;    // publisher: all three rids encoding, the top one ramped
 // Chromium ramps each stream's target with its own send estimate. Until rid 2 is past
 // this, the top layer costs little more than the middle one.
@@ -309,8 +311,6 @@ async function runCase(c) {
       const pubBefore = await pub.evaluate(() => window.sc.pubStats());
       await sleep(Math.max(0, limitedEnd - Date.now()));
       const pubAfter = await pub.evaluate(() => window.sc.pubStats());
-      const LINK_BPS = 300000;
-      const AUDIO_BPS = 50000;
       const ridBps = Object.fromEntries(Object.keys(WIDTHS).map((rid) => [rid,
         Math.round((((pubAfter.rids[rid]?.bytesSent ?? 0) - (pubBefore.rids[rid]?.bytesSent ?? 0)) * 8000) / Math.max(1, pubAfter.at - pubBefore.at))]));
       const fitting = new Set([String(LOW), ...(c.svc ? [] : Object.entries(WIDTHS).filter(([rid]) => ridBps[rid] + AUDIO_BPS <= LINK_BPS).map(([, w]) => String(w)))]);
