@@ -200,6 +200,8 @@ struct Receiver {
     /// When it was attached to its current source (video starts at the
     /// lowest spatial layer until the estimate has held a while with it).
     attached_at: Option<Instant>,
+    /// Holds back moves up after the estimate moved it down.
+    up_backoff: quality::UpBackoff,
     /// Last state told to the peer.
     state: ReceiverState,
     counters: ReceiverCounters,
@@ -555,6 +557,7 @@ impl Sfu {
                 state: ReceiverState::Inactive,
                 counters: ReceiverCounters::default(),
                 attached_at: None,
+                up_backoff: Default::default(),
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {

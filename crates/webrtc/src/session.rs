@@ -138,7 +138,23 @@ struct Outbound {
     receiver: Option<ReceiverId>,
     /// The player's payload type for each codec it accepted on this m-line.
     pts: Vec<(Codec, Pt)>,
+    /// The send stream's retransmission limits are set (at its first packet).
+    rtx_set: bool,
 }
+
+/// Retransmissions a send stream keeps for NACKs: str0m's defaults (2,000
+/// packets, 3 s), with a higher cap on their share of what it sends.
+const RTX_CACHE_PACKETS: usize = 2000;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+/// str0m drops every queued retransmission while resends are over 15 % of
+/// the bytes a stream sent in the last second. On a link that loses 25 %
+/// (measured with the lossy-link e2e test) a quarter of the packets need a
+/// resend, so nothing was repaired: the subscriber kept NACKing, never
+/// asked for a keyframe, and decoded 2-3 frames/s even at the low layer.
+/// Half still stops a runaway (a client NACKing everything) while repairing
+/// what a bad mobile link loses; the bandwidth estimate accounts for the
+/// resends, and its loss-based part lowers the layer on such a link.
+const RTX_RATIO_CAP: f32 = 0.5;
 
 /// One peer connection. Drive it with [`Session::handle_receive`],
 /// [`Session::handle_timeout`] and [`Session::poll`].
@@ -745,6 +761,7 @@ impl Session {
                 mid,
                 receiver: None,
                 pts,
+                rtx_set: false,
             });
             self.until_connected
                 .push(SessionEvent::WantsReceiver { mid, kind, codecs });
@@ -808,7 +825,11 @@ impl Session {
         if !self.connected {
             return;
         }
-        let Some(o) = self.outbound.iter().find(|o| o.receiver == Some(receiver)) else {
+        let Some(o) = self
+            .outbound
+            .iter_mut()
+            .find(|o| o.receiver == Some(receiver))
+        else {
             return;
         };
         let Some(pt) = o
@@ -824,6 +845,10 @@ impl Session {
         let Some(tx) = api.stream_tx_by_mid(mid, None) else {
             return;
         };
+        if !o.rtx_set {
+            tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
+            o.rtx_set = true;
+        }
         let mut ext = ExtensionValues {
             audio_level: packet.audio_level,
             voice_activity: packet.audio_level.map(|l| l > -127),

@@ -84,7 +84,9 @@ impl Default for LayerLimits {
 }
 
 impl LayerLimits {
-    fn allows(&self, l: Layer) -> bool {
+    /// Whether `l` is within the maximum (the minimum is a preference: a
+    /// receiver gets less when nothing else arrives).
+    pub(crate) fn allows(&self, l: Layer) -> bool {
         l.spatial <= self.max.spatial && l.temporal <= self.max.temporal
     }
 }

@@ -40,6 +40,48 @@ const UNKNOWN_VIDEO_BPS: u64 = 1_500_000;
 /// down is never delayed.
 const UPGRADE_HOLD: Duration = Duration::from_millis(1500);
 
+/// How long a receiver that a falling estimate moved down waits before it
+/// may move up again; doubled (up to [`UP_BACKOFF_MAX`]) each time it is
+/// moved down within [`UP_FAILED_WITHIN`] of moving up. On a lossy link the
+/// loss-based estimate swings, and every simulcast switch costs a keyframe
+/// of the stream switched to, which the publisher's encoder makes for all
+/// its streams at once: every other subscriber gets it too (measured with
+/// the lossy-link e2e test: 8 switches of the lossy subscriber in 12 s
+/// moved the unlimited one off its top layer).
+const UP_BACKOFF: Duration = Duration::from_secs(2);
+const UP_BACKOFF_MAX: Duration = Duration::from_secs(16);
+const UP_FAILED_WITHIN: Duration = Duration::from_secs(5);
+
+/// Upgrade backoff of one receiver (see [`UP_BACKOFF`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct UpBackoff {
+    hold: Duration,
+    until: Option<Instant>,
+    last_up: Option<Instant>,
+}
+
+impl UpBackoff {
+    fn may_go_up(&self, now: Instant) -> bool {
+        self.until.is_none_or(|t| now >= t)
+    }
+
+    fn went_up(&mut self, now: Instant) {
+        self.last_up = Some(now);
+    }
+
+    fn went_down(&mut self, now: Instant) {
+        let failed = self
+            .last_up
+            .is_some_and(|t| now.saturating_duration_since(t) < UP_FAILED_WITHIN);
+        self.hold = if failed {
+            (self.hold * 2).clamp(UP_BACKOFF, UP_BACKOFF_MAX)
+        } else {
+            UP_BACKOFF
+        };
+        self.until = Some(now + self.hold);
+    }
+}
+
 /// A peer's bandwidth state.
 #[derive(Debug, Clone, Default)]
 pub(super) struct PeerBudget {
@@ -312,7 +354,7 @@ impl Sfu {
             let fresh = r
                 .attached_at
                 .is_some_and(|at| now.saturating_duration_since(at) < UPGRADE_HOLD);
-            let a = match a {
+            let mut a = match a {
                 Allocation::Unknown if estimate.is_some() => Allocation::Layer(lowest),
                 Allocation::Layer(l)
                     if estimate.is_some() && fresh && l.spatial > lowest.spatial =>
@@ -321,6 +363,22 @@ impl Sfu {
                 }
                 a => a,
             };
+            // Spatial moves on the estimate (the old layer is still within
+            // the limits; a change of limits moves at once): up only once
+            // the backoff allows, down at once and it starts.
+            if let (Allocation::Layer(old), Allocation::Layer(new)) = (r.allocation, a) {
+                if r.limits.allows(old) {
+                    if new.spatial > old.spatial {
+                        if r.up_backoff.may_go_up(now) {
+                            r.up_backoff.went_up(now);
+                        } else {
+                            a = r.allocation;
+                        }
+                    } else if new.spatial < old.spatial {
+                        r.up_backoff.went_down(now);
+                    }
+                }
+            }
             if r.allocation == a {
                 continue;
             }
@@ -498,6 +556,76 @@ mod tests {
         let q = sfu.receiver_quality(rx).unwrap();
         assert_eq!(q.estimate_bps, Some(10_000_000));
         assert!(q.target_bps.is_some_and(|b| b > 300_000), "{q:?}");
+    }
+
+    #[test]
+    fn moves_up_after_a_fall_wait_longer_each_time_one_fails() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut b = UpBackoff::default();
+        assert!(b.may_go_up(t0));
+        b.went_down(t0);
+        assert!(!b.may_go_up(t0 + s(1)));
+        assert!(b.may_go_up(t0 + UP_BACKOFF));
+        // Up, and down again within UP_FAILED_WITHIN: twice as long.
+        b.went_up(t0 + s(2));
+        b.went_down(t0 + s(3));
+        assert!(!b.may_go_up(t0 + s(3) + UP_BACKOFF));
+        assert!(b.may_go_up(t0 + s(3) + UP_BACKOFF * 2));
+        // Failing again and again stops at the maximum.
+        for i in 0..10u64 {
+            let at = t0 + s(10 + i * 20);
+            b.went_up(at);
+            b.went_down(at + s(1));
+        }
+        assert_eq!(b.hold, UP_BACKOFF_MAX);
+        // An upgrade that held is no failure: back to the base hold.
+        b.went_up(t0 + s(400));
+        b.went_down(t0 + s(400) + UP_FAILED_WITHIN);
+        assert_eq!(b.hold, UP_BACKOFF);
+    }
+
+    #[test]
+    fn a_receiver_the_estimate_moved_down_waits_before_moving_up() {
+        let t0 = Instant::now();
+        let (mut sfu, cam, bob, rx) = camera_and_viewer(t0);
+        // At the top after 2 s on a generous estimate; at 3 s the estimate falls
+        // and comes back 100 ms later.
+        let mut fell_at = None;
+        let mut spatial = Vec::new();
+        for i in 0..200u64 {
+            let at = t0 + Duration::from_millis(i * 33);
+            let ms = i * 33;
+            let bps = if (3_000..3_100).contains(&ms) {
+                150_000
+            } else {
+                10_000_000
+            };
+            sfu.set_estimate(bob, bps, at);
+            simulcast_frame(&mut sfu, cam, i, t0);
+            while sfu.poll_output().is_some() {}
+            let q = sfu.receiver_quality(rx).unwrap();
+            if ms >= 3_000 && fell_at.is_none() && q.target.spatial == 0 {
+                fell_at = Some(ms);
+            }
+            spatial.push((ms, q.target.spatial));
+        }
+        let at = |ms: u64| spatial.iter().rev().find(|(t, _)| *t <= ms).map(|x| x.1);
+        assert_eq!(at(2_900), Some(2), "{spatial:?}");
+        let fell_at = fell_at.expect("moved down when the estimate fell");
+        assert!(fell_at < 3_100, "{fell_at}");
+        // The estimate is back after 100 ms (and held 1.5 s by 4.6 s), but the
+        // receiver stays down for UP_BACKOFF after its fall, then moves up.
+        let back = spatial
+            .iter()
+            .find(|(t, s)| *t > fell_at && *s > 0)
+            .map(|x| x.0)
+            .expect("moved up again");
+        assert!(
+            back >= fell_at + UP_BACKOFF.as_millis() as u64,
+            "up at {back} ms, fell at {fell_at} ms"
+        );
+        assert_eq!(at(6_500), Some(2), "{spatial:?}");
     }
 
     #[test]
