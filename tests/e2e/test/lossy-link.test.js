@@ -29,6 +29,7 @@ import { useChromium } from '../lib/fixtures.js';
 import { waitFor } from '../lib/media.js';
 import { ensureOurBundle } from '../lib/mediamesh-sdk.js';
 import { LossyRelay } from '../lib/lossy-relay.js';
+import { fullRateAt } from '../lib/simulcast-page.js';
 
 const env = useChromium({ pages: true });
 
@@ -64,23 +65,6 @@ function summary(all) {
   return { n: s.length, frames: b.framesDecoded - a.framesDecoded, fps: +(((b.framesDecoded - a.framesDecoded) * 1000) / (b.at - a.at)).toFixed(1),
     freezes: b.freezeCount - a.freezeCount, freezeMs: Math.round((b.totalFreezesDuration - a.totalFreezesDuration) * 1000),
     nacks: b.nackCount - a.nackCount, plis: b.pliCount - a.pliCount, lost: b.packetsLost - a.packetsLost, received: b.packetsReceived - a.packetsReceived, widths };
-}
-
-/** The first sample from `since` whose last second was all at `width` with >= minFps decoded frames/s. */
-async function fullRateAt(page, width, minFps, since, timeoutMs) {
-  const deadline = since + timeoutMs;
-  while (true) {
-    const s = (await page.evaluate((x) => window.sc.samples(x), since - 1500)).filter((x) => x.inbound);
-    const hit = s.find((x, i) => {
-      if (x.at < since || x.at > deadline || x.frameWidth !== width) return false;
-      let j = i;
-      while (j > 0 && s[j - 1].at > x.at - 1000) j -= 1;
-      const w = s[j - 1];
-      return w && s.slice(j, i + 1).every((y) => y.frameWidth === width) && ((x.framesDecoded - w.framesDecoded) * 1000) / (x.at - w.at) >= minFps;
-    });
-    if (hit || Date.now() > deadline + 300) return hit ?? null;
-    await sleep(200);
-  }
 }
 
 test(`lossy link: ${LOSS * 100} % loss towards one subscriber lowers nothing for the other; the lossy one gets a lower layer and keeps playing, repaired by NACK, without a keyframe storm`, { timeout: 120000 }, async () => {

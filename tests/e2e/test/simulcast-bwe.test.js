@@ -60,6 +60,7 @@ import { launchBrowser, newPage } from '../lib/browser.js';
 import { waitFor } from '../lib/media.js';
 import { ensureOurBundle } from '../lib/mediamesh-sdk.js';
 import { createNetns, closeNetnsTest } from '../lib/netns.js';
+import { fullRateAt } from '../lib/simulcast-page.js';
 
 before(() => { ensureOurBundle(); });
 
@@ -258,23 +259,6 @@ async function runCase(c) {
         while (true) {
           const s = (await samplesOf(page, since)).find((x) => x.frameWidth === width && x.framesDecoded > 0 && x.at <= deadline);
           if (s || Date.now() > deadline + 300) return s ?? null;
-          await sleep(200);
-        }
-      };
-      // The first sample from `since` (bounded) at frameWidth `width` whose last second
-      // was all at that width with at least `minFps` decoded frames per second.
-      const fullRateAt = async (page, width, minFps, since, timeoutMs) => {
-        const deadline = since + timeoutMs;
-        while (true) {
-          const s = (await samplesOf(page, since - 1500)).filter((x) => x.inbound);
-          const hit = s.find((x, i) => {
-            if (x.at < since || x.at > deadline || x.frameWidth !== width) return false;
-            let j = i;
-            while (j > 0 && s[j - 1].at > x.at - 1000) j -= 1;
-            const w = s[j - 1];
-            return w && s.slice(j, i + 1).every((y) => y.frameWidth === width) && ((x.framesDecoded - w.framesDecoded) * 1000) / (x.at - w.at) >= minFps;
-          });
-          if (hit || Date.now() > deadline + 300) return hit ?? null;
           await sleep(200);
         }
       };
