@@ -4,8 +4,9 @@
 // client is given the relay's port as the server's ICE candidate (pages/simulcast.html
 // via()), the relay forwards each client address through a socket of its own (to the
 // server the client looks like a peer behind a NAT) and drops RTP/RTCP datagrams
-// towards the client with probability `loss`. STUN and DTLS always pass, so only media
-// suffers. The random draws come from a seeded generator: a run's pattern repeats.
+// towards the client (`down`) and from it (`up`) with the probabilities set. STUN and
+// DTLS always pass, so only media suffers. The random draws come from a seeded
+// generator: a run's pattern repeats.
 import dgram from 'node:dgram';
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). */
@@ -24,15 +25,17 @@ function prng(seed) {
 const isRtp = (d) => d.length > 0 && d[0] >= 128 && d[0] <= 191;
 
 export class LossyRelay {
-  /** Forwards to `target` ({host, port}); `loss` is the drop probability towards the client. */
-  constructor({ host = '127.0.0.1', target, loss = 0, seed = 1 }) {
-    Object.assign(this, { host, target, loss });
+  /** Forwards to `target` ({host, port}), without loss until setLoss(). */
+  constructor({ host = '127.0.0.1', target, seed = 1 }) {
+    Object.assign(this, { host, target });
+    this.loss = { down: 0, up: 0 };
     this.random = prng(seed);
     this.peers = new Map();
-    this.counts = { up: 0, down: 0, dropped: 0 };
+    this.counts = { up: 0, down: 0, droppedDown: 0, droppedUp: 0 };
   }
 
-  setLoss(p) { this.loss = p; }
+  /** Drop probabilities towards the client (`down`) and from it (`up`). */
+  setLoss({ down = 0, up = 0 }) { this.loss = { down, up }; }
 
   async start() {
     this.udp = dgram.createSocket('udp4');
@@ -42,13 +45,14 @@ export class LossyRelay {
       if (!s) {
         s = dgram.createSocket('udp4');
         s.on('message', (reply) => {
-          if (isRtp(reply) && this.random() < this.loss) { this.counts.dropped += 1; return; }
+          if (isRtp(reply) && this.random() < this.loss.down) { this.counts.droppedDown += 1; return; }
           this.counts.down += 1;
           this.udp.send(reply, from.port, from.address);
         });
         s.on('error', () => {});
         this.peers.set(key, s);
       }
+      if (isRtp(msg) && this.random() < this.loss.up) { this.counts.droppedUp += 1; return; }
       this.counts.up += 1;
       s.send(msg, this.target.port, this.target.host);
     });

@@ -19,8 +19,14 @@
 // layer (its loss-based estimate falls), and asks the publisher for keyframes at most
 // once per KEYFRAME_BUDGET_MS on average (requests from a lossy subscriber are
 // aggregated, not passed on one by one); after the loss ends A is back above the low
-// layer within RECOVER_MS (the time back at 1280 is a METRIC: 4.5-9.3 s, or longer: str0m's
+// layer within RECOVER_MS (the time back at 1280 is a METRIC: 7-12 s, or longer: str0m's
 // estimate stays low for seconds after the loss). Numbers: `METRIC lossy_*`.
+//
+// Second test, the publisher's uplink: the publisher plays through the relay, which
+// drops UP_LOSS of its RTP/RTCP towards the server for LOSS_MS; B subscribes straight.
+// Checked: the publisher gets NACKs (from the server's receive side), and B decodes at
+// its frame rate, frozen <= B_FREEZE_MS, with <= 1 % of its packets counted lost (the
+// repairs the server gets from the publisher are forwarded into the gaps they fill).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -39,6 +45,7 @@ const TOP = 1280;
 const MIDDLE = 640;
 const LOSS = 0.25;
 const LOSS_MS = 12000;
+const UP_LOSS = 0.05;           // the publisher's uplink, second test
 const RAMP_LIMIT_MS = 30000;
 const TOP_LIMIT_MS = 15000;     // A and B at 1280 (full rate) before the loss starts
 const RECOVER_MS = 15000;       // A back at 640 or 1280 (full rate) after it ends (the loss-based estimate recovers slower than a lifted rate limit)
@@ -67,35 +74,49 @@ function summary(all) {
     nacks: b.nackCount - a.nackCount, plis: b.pliCount - a.pliCount, lost: b.packetsLost - a.packetsLost, received: b.packetsReceived - a.packetsReceived, widths };
 }
 
+/** A pages/simulcast.html page. */
+async function openPage(open, label) {
+  const p = await open.page(label, `${env.web.base}/simulcast.html`);
+  await p.waitForFunction(() => window.sc?.ready === true, null, { timeout: 20000 });
+  return p;
+}
+
+async function joinRoom(server, p, peer, receivers) {
+  const token = await server.token('webrtc', ROOM, peer);
+  const r = await p.evaluate((o) => window.sc.join(o), { url: server.base, token, room: ROOM, peer, receivers });
+  assert.equal(r.state, 'connected', `${peer}: ${JSON.stringify(r)}`);
+}
+
+/** The fake camera at CAMERA, joined as "publisher" and published with VP8 simulcast. */
+async function publishCamera(server, pub) {
+  const cam = await pub.evaluate((o) => window.sc.camera(o), CAMERA);
+  assert.deepEqual([cam.width, cam.height], [CAMERA.width, CAMERA.height], `fake camera ${JSON.stringify(cam)}`);
+  await joinRoom(server, pub, 'publisher', { audio: 0, video: 0 });
+  await pub.evaluate(() => window.sc.publish({ simulcast: true }));
+}
+
+/** Waits until rid 2 is at 1280 targeting >= 1.2 Mbit/s; its frame rate. */
+async function rampedFps(pub) {
+  const ramped = await waitFor('publisher: rid 2 at 1280 targeting >= 1.2 Mbit/s', () => pub.evaluate(() => window.sc.pubStats()),
+    (s) => s.rids['2']?.frameWidth === TOP && s.rids['2'].targetBitrate >= 1200000, { timeoutMs: RAMP_LIMIT_MS });
+  return ramped.rids['2'].fps || CAMERA.fps;
+}
+
 test(`lossy link: ${LOSS * 100} % loss towards one subscriber lowers nothing for the other; the lossy one gets a lower layer and keeps playing, repaired by NACK, without a keyframe storm`, { timeout: 120000 }, async () => {
   ensureOurBundle();
   await env.withMediaMesh('lossy-link', {}, async (server, open) => {
     const relay = await new LossyRelay({ target: { host: server.host, port: server.mediaPort }, seed: 7 }).start();
     try {
-      const page = async (label) => {
-        const p = await open.page(label, `${env.web.base}/simulcast.html`);
-        await p.waitForFunction(() => window.sc?.ready === true, null, { timeout: 20000 });
-        return p;
-      };
-      const [pub, A, B] = [await page('publisher'), await page('A-lossy'), await page('B-direct')];
-      const join = async (p, peer, receivers) => {
-        const token = await server.token('webrtc', ROOM, peer);
-        const r = await p.evaluate((o) => window.sc.join(o), { url: server.base, token, room: ROOM, peer, receivers });
-        assert.equal(r.state, 'connected', `${peer}: ${JSON.stringify(r)}`);
-      };
-      const cam = await pub.evaluate((o) => window.sc.camera(o), CAMERA);
-      assert.deepEqual([cam.width, cam.height], [CAMERA.width, CAMERA.height], `fake camera ${JSON.stringify(cam)}`);
-      await join(pub, 'publisher', { audio: 0, video: 0 });
-      await pub.evaluate(() => window.sc.publish({ simulcast: true }));
+      const [pub, A, B] = [await openPage(open, 'publisher'), await openPage(open, 'A-lossy'), await openPage(open, 'B-direct')];
+      const join = (p, peer, receivers) => joinRoom(server, p, peer, receivers);
+      await publishCamera(server, pub);
       await A.evaluate((o) => window.sc.via(o), { from: server.mediaPort, to: relay.port });
       await Promise.all([join(A, 'A-lossy', { audio: 0, video: 1 }), join(B, 'B-direct', { audio: 0, video: 1 })]);
       assert.ok(relay.counts.up > 0 && relay.counts.down > 0, `A's session does not go through the relay: ${JSON.stringify(relay.counts)}`);
       for (const p of [A, B]) await p.evaluate(() => window.sc.subscribe({ peer: 'publisher', track: 'video_main' }));
 
       // The publisher ramps its top stream, then A and B play it at the full rate.
-      const ramped = await waitFor('publisher: rid 2 at 1280 targeting >= 1.2 Mbit/s', () => pub.evaluate(() => window.sc.pubStats()),
-        (s) => s.rids['2']?.frameWidth === TOP && s.rids['2'].targetBitrate >= 1200000, { timeoutMs: RAMP_LIMIT_MS });
-      const pubFps = ramped.rids['2'].fps || CAMERA.fps;
+      const pubFps = await rampedFps(pub);
       const minFps = 0.75 * pubFps;
       const tTop = Date.now();
       const [topA, topB] = await Promise.all([A, B].map((p) => fullRateAt(p, TOP, minFps, tTop, TOP_LIMIT_MS)));
@@ -104,13 +125,13 @@ test(`lossy link: ${LOSS * 100} % loss towards one subscriber lowers nothing for
       // Loss towards A.
       const pubBefore = await pub.evaluate(() => window.sc.pubStats());
       const tLoss = Date.now();
-      relay.setLoss(LOSS);
+      relay.setLoss({ down: LOSS });
       const relayBefore = { ...relay.counts };
       await sleep(LOSS_MS);
-      relay.setLoss(0);
+      relay.setLoss({});
       const tEnd = Date.now();
       const pubAfter = await pub.evaluate(() => window.sc.pubStats());
-      const dropped = relay.counts.dropped - relayBefore.dropped;
+      const dropped = relay.counts.droppedDown - relayBefore.droppedDown;
       const sent = dropped + relay.counts.down - relayBefore.down;
       const [sa, sb] = await Promise.all([A, B].map((p) => p.evaluate((x) => window.sc.samples(x), tLoss)));
       const lossA = summary(sa.filter((x) => x.at <= tEnd));
@@ -160,6 +181,55 @@ test(`lossy link: ${LOSS * 100} % loss towards one subscriber lowers nothing for
         const [ra, rb] = await Promise.all([A, B].map((p) => p.evaluate((x) => window.sc.samples(x), tLoss)));
         throw new Error(`${list}\n--- A once a second from the loss:\n  ${rows(ra)}\n--- B:\n  ${rows(rb)}\n--- ${list}`);
       }
+    } finally {
+      relay.stop();
+    }
+  });
+});
+
+test(`lossy uplink: ${UP_LOSS * 100} % loss from the publisher is repaired by the server (NACK to the publisher) before its subscriber sees it`, { timeout: 120000 }, async () => {
+  ensureOurBundle();
+  await env.withMediaMesh('lossy-uplink', {}, async (server, open) => {
+    const relay = await new LossyRelay({ target: { host: server.host, port: server.mediaPort }, seed: 11 }).start();
+    try {
+      const [pub, B] = [await openPage(open, 'publisher-lossy'), await openPage(open, 'B')];
+      await pub.evaluate((o) => window.sc.via(o), { from: server.mediaPort, to: relay.port });
+      await publishCamera(server, pub);
+      assert.ok(relay.counts.up > 0, `the publisher's session does not go through the relay: ${JSON.stringify(relay.counts)}`);
+      await joinRoom(server, B, 'B', { audio: 0, video: 1 });
+      await B.evaluate(() => window.sc.subscribe({ peer: 'publisher', track: 'video_main' }));
+      const pubFps = await rampedFps(pub);
+      const minFps = 0.75 * pubFps;
+      const topB = await fullRateAt(B, TOP, minFps, Date.now(), TOP_LIMIT_MS);
+      assert.ok(topB, `before the loss, B should decode ${TOP} at >= ${minFps} frames/s`);
+
+      const pubBefore = await pub.evaluate(() => window.sc.pubStats());
+      const relayBefore = { ...relay.counts };
+      const tLoss = Date.now();
+      relay.setLoss({ up: UP_LOSS });
+      await sleep(LOSS_MS);
+      relay.setLoss({});
+      const tEnd = Date.now();
+      await sleep(1000);   // the last repairs
+      const pubAfter = await pub.evaluate(() => window.sc.pubStats());
+      const dropped = relay.counts.droppedUp - relayBefore.droppedUp;
+      const sent = dropped + relay.counts.up - relayBefore.up;
+      const nacked = Object.keys(pubAfter.rids).reduce((n, rid) => n + (pubAfter.rids[rid].nackCount ?? 0) - (pubBefore.rids[rid]?.nackCount ?? 0), 0);
+      const samples = await B.evaluate((x) => window.sc.samples(x), tLoss);
+      const during = summary(samples.filter((x) => x.at <= tEnd));
+      const whole = summary(samples);
+      console.log(`# relay: ${dropped} of ${sent} datagrams from the publisher dropped in ${LOSS_MS} ms; NACKs the publisher got: ${nacked}`);
+      console.log(`# B during the loss: ${JSON.stringify(during)}; until 1 s after: ${JSON.stringify(whole)}`);
+      console.log(`METRIC lossy_uplink_B_fps=${during.fps}`);
+      console.log(`METRIC lossy_uplink_B_lost=${whole.lost}`);
+      console.log(`METRIC lossy_uplink_publisher_nacks=${nacked}`);
+      const failures = [];
+      const check = (ok, msg) => { if (!ok) failures.push(msg); };
+      check(sent > 0 && dropped / sent > UP_LOSS / 2, `the relay dropped ${dropped} of ${sent} datagrams from the publisher (want about ${UP_LOSS * 100} %)`);
+      check(nacked > 0, `the publisher got no NACK while ${dropped} of its packets were dropped`);
+      check(during.fps >= minFps && during.freezeMs <= B_FREEZE_MS, `B decoded ${during.fps} frames/s (want >= ${minFps}), frozen ${during.freezeMs} ms (want <= ${B_FREEZE_MS}): ${JSON.stringify(during)}`);
+      check(whole.lost <= 0.01 * whole.received, `B counted ${whole.lost} of ${whole.received} packets lost: the server's repairs from the publisher should reach it (want <= 1 %)`);
+      if (failures.length) throw new Error(`${failures.length} check(s) failed:\n  - ${failures.join('\n  - ')}`);
     } finally {
       relay.stop();
     }
