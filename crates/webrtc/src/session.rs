@@ -138,8 +138,6 @@ struct Outbound {
     receiver: Option<ReceiverId>,
     /// The player's payload type for each codec it accepted on this m-line.
     pts: Vec<(Codec, Pt)>,
-    /// The send stream's retransmission limits are set (at its first packet).
-    rtx_set: bool,
 }
 
 /// Retransmissions a send stream keeps for NACKs: str0m's defaults (2,000
@@ -757,11 +755,16 @@ impl Session {
                 kind,
                 client_sends: false,
             });
+            // str0m declares the m-line's send stream when it applies the
+            // SDP, before it reports the m-line: its resend limits are set once.
+            match self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                Some(tx) => tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP)),
+                None => tracing::debug!(%mid, "no send stream for a sending m-line"),
+            }
             self.outbound.push(Outbound {
                 mid,
                 receiver: None,
                 pts,
-                rtx_set: false,
             });
             self.until_connected
                 .push(SessionEvent::WantsReceiver { mid, kind, codecs });
@@ -825,11 +828,7 @@ impl Session {
         if !self.connected {
             return;
         }
-        let Some(o) = self
-            .outbound
-            .iter_mut()
-            .find(|o| o.receiver == Some(receiver))
-        else {
+        let Some(o) = self.outbound.iter().find(|o| o.receiver == Some(receiver)) else {
             return;
         };
         let Some(pt) = o
@@ -845,10 +844,6 @@ impl Session {
         let Some(tx) = api.stream_tx_by_mid(mid, None) else {
             return;
         };
-        if !o.rtx_set {
-            tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
-            o.rtx_set = true;
-        }
         let mut ext = ExtensionValues {
             audio_level: packet.audio_level,
             voice_activity: packet.audio_level.map(|l| l > -127),

@@ -22,3 +22,13 @@ export async function fullRateAt(page, width, minFps, since, timeoutMs) {
     await sleep(200);
   }
 }
+
+/**
+ * The frame rate a publisher's `pubStats()` shows for its top stream (rid "2", or
+ * the one SVC stream when `svc`), at most `cameraFps`: framesPerSecond can read
+ * above the camera's rate for a moment (CI read 27 at 20).
+ */
+export function topFps(stats, svc, cameraFps) {
+  const x = svc ? Object.values(stats.rids)[0] : stats.rids['2'];
+  return Math.min(x?.fps || cameraFps, cameraFps);
+}

@@ -60,7 +60,7 @@ import { launchBrowser, newPage } from '../lib/browser.js';
 import { waitFor } from '../lib/media.js';
 import { ensureOurBundle } from '../lib/mediamesh-sdk.js';
 import { createNetns, closeNetnsTest } from '../lib/netns.js';
-import { fullRateAt } from '../lib/simulcast-page.js';
+import { fullRateAt, topFps } from '../lib/simulcast-page.js';
 
 before(() => { ensureOurBundle(); });
 
@@ -265,7 +265,7 @@ async function runCase(c) {
       // B at the top layer at its full frame rate before A subscribes: what proof 4 checks
       // is that A's limited link does not move B off it. (B's own estimate ramps with the
       // publisher's; on a loaded machine that can take a few seconds more than the ramp.)
-      const pubFps = Math.min((c.svc ? Object.values(last.rids)[0]?.fps : last.rids['2']?.fps) || CAMERA.fps, CAMERA.fps);
+      const pubFps = topFps(last, c.svc, CAMERA.fps);
       const tWaitB = Date.now();
       const topB = await fullRateAt(B, TOP, TOP_FPS_SHARE * pubFps, tWaitB, B_TOP_LIMIT_MS);
       if (!topB) {
@@ -376,7 +376,7 @@ async function runCase(c) {
       //    The top layer = frameWidth TOP at (nearly) the frame rate the publisher encodes
       //    rid 2 with: while limited the server may already send TOP at a lower temporal
       //    layer (fewer fps), which frameWidth alone does not tell apart.
-      const minFps = TOP_FPS_SHARE * Math.min((c.svc ? Object.values(pubAtLift.rids)[0]?.fps : pubAtLift.rids['2']?.fps) || CAMERA.fps, CAMERA.fps);
+      const minFps = TOP_FPS_SHARE * topFps(pubAtLift, c.svc, CAMERA.fps);
       const topA = await fullRateAt(A, TOP, minFps, tLift, TOP_LIMIT_MS);
       const topWidth = (await samplesOf(A, tLift)).find((x) => x.frameWidth === TOP && x.at <= tLift + TOP_LIMIT_MS);
       check(topA, `A: not at the top layer (frameWidth ${TOP} at >= ${minFps.toFixed(1)} decoded frames/s over 1 s) within ${TOP_LIMIT_MS} ms of the limit being lifted` +
