@@ -7,7 +7,15 @@
 // towards the client (`down`) and from it (`up`) with the probabilities set. STUN and
 // DTLS always pass, so only media suffers. The random draws come from a seeded
 // generator: a run's pattern repeats.
+//
+// The relay runs in a worker thread with an event loop of its own: in the test's
+// thread, Playwright calls and stats polling stall the loop for up to ~110 ms
+// (measured with monitorEventLoopDelay), and a relay there delays packets by as much,
+// which a sender's delay-based bandwidth estimate reads as congestion. Loss settings
+// and counters live in shared memory, so setLoss() takes effect at once and `counts`
+// reads without a round trip.
 import dgram from 'node:dgram';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). */
 function prng(seed) {
@@ -24,49 +32,75 @@ function prng(seed) {
 /** RTP and RTCP start with version 2 (first byte 128-191, RFC 7983). */
 const isRtp = (d) => d.length > 0 && d[0] >= 128 && d[0] <= 191;
 
+// Shared memory layout: loss probabilities (Float64: down, up) and counters (Int32).
+const LOSS_DOWN = 0, LOSS_UP = 1;
+const COUNTS = ['up', 'down', 'droppedDown', 'droppedUp'];
+
 export class LossyRelay {
   /** Forwards to `target` ({host, port}), without loss until setLoss(). */
   constructor({ host = '127.0.0.1', target, seed = 1 }) {
-    Object.assign(this, { host, target });
-    this.loss = { down: 0, up: 0 };
-    this.random = prng(seed);
-    this.peers = new Map();
-    this.counts = { up: 0, down: 0, droppedDown: 0, droppedUp: 0 };
+    Object.assign(this, { host, target, seed });
+    this.loss = new Float64Array(new SharedArrayBuffer(2 * 8));
+    this.countArray = new Int32Array(new SharedArrayBuffer(COUNTS.length * 4));
   }
 
   /** Drop probabilities towards the client (`down`) and from it (`up`). */
-  setLoss({ down = 0, up = 0 }) { this.loss = { down, up }; }
+  setLoss({ down = 0, up = 0 }) {
+    this.loss[LOSS_DOWN] = down;
+    this.loss[LOSS_UP] = up;
+  }
+
+  /** Datagrams forwarded and dropped each way so far. */
+  get counts() {
+    return Object.fromEntries(COUNTS.map((k, i) => [k, Atomics.load(this.countArray, i)]));
+  }
 
   async start() {
-    this.udp = dgram.createSocket('udp4');
-    this.udp.on('message', (msg, from) => {
-      const key = `${from.address}:${from.port}`;
-      let s = this.peers.get(key);
-      if (!s) {
-        s = dgram.createSocket('udp4');
-        s.on('message', (reply) => {
-          if (isRtp(reply) && this.random() < this.loss.down) { this.counts.droppedDown += 1; return; }
-          this.counts.down += 1;
-          this.udp.send(reply, from.port, from.address);
-        });
-        s.on('error', () => {});
-        this.peers.set(key, s);
-      }
-      if (isRtp(msg) && this.random() < this.loss.up) { this.counts.droppedUp += 1; return; }
-      this.counts.up += 1;
-      s.send(msg, this.target.port, this.target.host);
+    this.worker = new Worker(new URL(import.meta.url), {
+      workerData: { host: this.host, target: this.target, seed: this.seed, loss: this.loss, counts: this.countArray },
     });
-    this.udp.on('error', () => {});
-    await new Promise((resolve, reject) => {
-      this.udp.once('error', reject);
-      this.udp.bind(0, this.host, resolve);
+    this.port = await new Promise((resolve, reject) => {
+      this.worker.once('message', (m) => (m.error ? reject(new Error(`lossy relay: ${m.error}`)) : resolve(m.port)));
+      this.worker.once('error', reject);
     });
-    this.port = this.udp.address().port;
     return this;
   }
 
   stop() {
-    for (const s of this.peers.values()) s.close();
-    try { this.udp?.close(); } catch {}
+    this.worker?.terminate();
+    this.worker = undefined;
   }
 }
+
+/** The worker: one socket for the clients, one per client towards the target. */
+function relay({ host, target, seed, loss, counts }) {
+  const random = prng(seed);
+  const count = (k) => Atomics.add(counts, COUNTS.indexOf(k), 1);
+  const drop = (d, p) => isRtp(d) && p > 0 && random() < p;
+  const peers = new Map();
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (msg, from) => {
+    const key = `${from.address}:${from.port}`;
+    let s = peers.get(key);
+    if (!s) {
+      s = dgram.createSocket('udp4');
+      s.on('message', (reply) => {
+        if (drop(reply, loss[LOSS_DOWN])) { count('droppedDown'); return; }
+        count('down');
+        udp.send(reply, from.port, from.address);
+      });
+      s.on('error', () => {});
+      peers.set(key, s);
+    }
+    if (drop(msg, loss[LOSS_UP])) { count('droppedUp'); return; }
+    count('up');
+    s.send(msg, target.port, target.host);
+  });
+  udp.once('error', (e) => parentPort.postMessage({ error: e.message }));
+  udp.bind(0, host, () => {
+    udp.on('error', () => {});
+    parentPort.postMessage({ port: udp.address().port });
+  });
+}
+
+if (!isMainThread && workerData?.counts) relay(workerData);

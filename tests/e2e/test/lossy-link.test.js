@@ -200,8 +200,14 @@ test(`lossy uplink: ${UP_LOSS * 100} % loss from the publisher is repaired by th
       await B.evaluate(() => window.sc.subscribe({ peer: 'publisher', track: 'video_main' }));
       const pubFps = await rampedFps(pub);
       const minFps = 0.75 * pubFps;
-      const topB = await fullRateAt(B, TOP, minFps, Date.now(), TOP_LIMIT_MS);
-      assert.ok(topB, `before the loss, B should decode ${TOP} at >= ${minFps} frames/s`);
+      const tTop = Date.now();
+      const topB = await fullRateAt(B, TOP, minFps, tTop, TOP_LIMIT_MS);
+      if (!topB) {
+        const [ps, bs] = [await pub.evaluate(() => window.sc.pubStats()), await B.evaluate((x) => window.sc.samples(x), tTop)];
+        const rids = Object.entries(ps.rids).map(([r, x]) => `rid ${r} ${x.frameWidth} ${x.fps} fps target ${x.targetBitrate} ${x.qualityLimitationReason}`).join('; ');
+        const widths = bs.filter((x) => x.inbound).filter((_, i) => i % 4 === 0).map((x) => `+${((x.at - tTop) / 1000).toFixed(1)}s ${x.frameWidth}`).join(' ');
+        assert.fail(`before the loss, B should decode ${TOP} at >= ${minFps} frames/s within ${TOP_LIMIT_MS} ms; B once a second: ${widths}; publisher: ${rids}; relay ${JSON.stringify(relay.counts)}`);
+      }
 
       const pubBefore = await pub.evaluate(() => window.sc.pubStats());
       const relayBefore = { ...relay.counts };
