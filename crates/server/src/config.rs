@@ -68,6 +68,11 @@ pub struct Cli {
     #[arg(long, env = "MEDIAMESH_SIP_TLS_KEY")]
     pub sip_tls_key: Option<PathBuf>,
 
+    /// PEM certificates trusted when dialling out over TLS, besides the public web roots
+    /// (a private CA, or a trunk's self-signed certificate).
+    #[arg(long, env = "MEDIAMESH_SIP_TLS_CA")]
+    pub sip_tls_ca: Option<PathBuf>,
+
     /// A phone or PBX account, USER:PASSWORD: calls that pass its digest challenge join the
     /// room of their Request-URI (sip:ROOM@host) as the From user. Repeat for several.
     #[arg(
@@ -78,8 +83,9 @@ pub struct Cli {
     )]
     pub sip_account: Vec<String>,
 
-    /// Dial-out goes through this SIP trunk or proxy (a URI like sip:203.0.113.5:5060 or
-    /// sip:pbx.example:5060;transport=tcp with an IP host) unless a request names its own.
+    /// Dial-out goes through this SIP trunk or proxy (a URI like sip:203.0.113.5:5060,
+    /// sip:pbx.example:5060;transport=tcp or sips:trunk.example:5061; a host name is resolved
+    /// at each call, without SRV lookups) unless a request names its own.
     #[arg(long, env = "MEDIAMESH_SIP_TRUNK")]
     pub sip_trunk: Option<String>,
 
@@ -209,6 +215,7 @@ struct FileConfig {
     sip_tls_listen: Option<String>,
     sip_tls_cert: Option<PathBuf>,
     sip_tls_key: Option<PathBuf>,
+    sip_tls_ca: Option<PathBuf>,
     sip_account: Option<Vec<String>>,
     sip_trunk: Option<String>,
     sip_trunk_username: Option<String>,
@@ -263,6 +270,8 @@ pub struct SipConfig {
     /// UDP and TCP.
     pub listen: SocketAddr,
     pub tls: Option<SipTls>,
+    /// Extra certificates trusted for dial-out over TLS.
+    pub tls_ca: Option<PathBuf>,
     /// Digest accounts: user name and password.
     pub accounts: Vec<(String, String)>,
     pub trunk: Option<SipTrunk>,
@@ -289,6 +298,7 @@ impl SipConfig {
         tls_listen: Option<String>,
         tls_cert: Option<PathBuf>,
         tls_key: Option<PathBuf>,
+        tls_ca: Option<PathBuf>,
         accounts: &[String],
         trunk: Option<String>,
         trunk_username: Option<String>,
@@ -333,9 +343,7 @@ impl SipConfig {
                 let uri = mediamesh_sip::Uri::parse(&t).map_err(|e| {
                     format!("--sip-trunk {t}: {e} (a URI like sip:203.0.113.5:5060)")
                 })?;
-                if uri.socket_addr().is_none() {
-                    return Err(format!("--sip-trunk {t}: the host must be an IP address"));
-                }
+                crate::sip::hop_spec(&uri).map_err(|e| format!("--sip-trunk {e}"))?;
                 let credentials = match (trunk_username, trunk_password) {
                     (Some(u), Some(p)) => Some((u, p)),
                     (None, None) => None,
@@ -351,6 +359,7 @@ impl SipConfig {
         Ok(SipConfig {
             listen,
             tls,
+            tls_ca,
             accounts,
             trunk,
         })
@@ -440,6 +449,7 @@ impl Config {
                     cli.sip_tls_listen.or(file.sip_tls_listen),
                     cli.sip_tls_cert.or(file.sip_tls_cert),
                     cli.sip_tls_key.or(file.sip_tls_key),
+                    cli.sip_tls_ca.or(file.sip_tls_ca),
                     &accounts,
                     cli.sip_trunk.or(file.sip_trunk),
                     cli.sip_trunk_username.or(file.sip_trunk_username),
@@ -660,6 +670,14 @@ mod tests {
             trunk.uri.socket_addr().unwrap().to_string(),
             "192.0.2.1:5080"
         );
+        // A named trunk over TLS is resolved per call.
+        let c = sip(Cli {
+            sip_trunk: Some("sips:trunk.example".into()),
+            ..Cli::default()
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.trunk.unwrap().uri.host, "trunk.example");
         assert_eq!(trunk.credentials, Some(("u".into(), "p".into())));
         assert!(sip(Cli {
             sip_listen: Some("off".into()),
@@ -684,10 +702,10 @@ mod tests {
             ),
             (
                 Cli {
-                    sip_trunk: Some("sip:pbx.example".into()),
+                    sip_trunk: Some("sip:pbx.example;transport=sctp".into()),
                     ..Cli::default()
                 },
-                "IP address",
+                "transport sctp",
             ),
             (
                 Cli {

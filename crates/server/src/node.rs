@@ -102,7 +102,7 @@ impl Node {
             None => None,
         };
         let sip_tls_addr = match &sip {
-            Some((_, _, Some((l, _)))) => {
+            Some((_, _, Some((l, _)), _)) => {
                 Some(l.local_addr().map_err(|e| format!("SIP TLS socket: {e}"))?)
             }
             _ => None,
@@ -180,7 +180,7 @@ impl Node {
         }
         let (sip_tx, sip_rx) = mpsc::channel::<crate::sip::SipRequest>(16);
         let sip_requests = sip.is_some().then_some(sip_tx);
-        if let Some((udp, tcp, tls)) = sip {
+        if let Some((udp, tcp, tls, connector)) = sip {
             let accounts = config
                 .sip
                 .as_ref()
@@ -201,6 +201,7 @@ impl Node {
                             Some((l, a)) => Some((tokio::net::TcpListener::from_std(l)?, a)),
                             None => None,
                         },
+                        connector,
                     })
                 })();
                 match sockets {
@@ -312,6 +313,7 @@ type SipBound = (
     std::net::UdpSocket,
     std::net::TcpListener,
     Option<(std::net::TcpListener, tokio_rustls::TlsAcceptor)>,
+    tokio_rustls::TlsConnector,
 );
 
 /// Binds SIP's UDP socket and TCP listener (one address) and its TLS
@@ -341,5 +343,7 @@ fn bind_sip(sc: &crate::config::SipConfig) -> Result<SipBound, String> {
         }
         None => None,
     };
-    Ok((udp, tcp, tls))
+    let connector = crate::sip::transport::tls_connector(sc.tls_ca.as_deref())
+        .map_err(|e| format!("--sip-tls-ca {e}"))?;
+    Ok((udp, tcp, tls, connector))
 }

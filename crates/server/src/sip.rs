@@ -26,13 +26,13 @@ use mediamesh_sip::{
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::api::unix_now;
 use crate::token::{self, TokenKind};
 use crate::worker::{Caller, Command, Listen};
 use call::Control;
-use transport::{StreamEvent, Streams};
+use transport::{StreamEvent, StreamInput, Streams};
 
 /// The header that carries a call's token.
 pub const TOKEN_HEADER: &str = "X-MediaMesh-Token";
@@ -55,6 +55,8 @@ pub struct SipSockets {
     pub udp: UdpSocket,
     pub tcp: TcpListener,
     pub tls: Option<(TcpListener, TlsAcceptor)>,
+    /// Dial-out over TLS.
+    pub connector: TlsConnector,
 }
 
 /// What the HTTP API asks of the SIP thread.
@@ -113,24 +115,97 @@ struct Dialled {
 pub struct Dial {
     pub caller: Caller,
     pub target: Uri,
-    pub next_hop: Peer,
+    pub next_hop: NextHop,
     pub credentials: Option<(String, String)>,
     pub reply: oneshot::Sender<Result<u64, String>>,
 }
 
-/// Where requests to `uri` go: its IP host and port, over the transport
-/// its `transport` parameter names (UDP by default; TLS is not dialled).
-pub fn next_hop_of(uri: &Uri) -> Result<Peer, String> {
-    let addr = uri
-        .socket_addr()
-        .ok_or_else(|| format!("{uri}: the host must be an IP address"))?;
+/// Where requests to a URI go, before its host is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopSpec {
+    /// An IP address or a DNS name.
+    pub host: String,
+    pub port: u16,
+    pub transport: Transport,
+}
+
+/// Where requests to `uri` go: its host and port, over the transport its
+/// `transport` parameter names (UDP by default; TLS for `sips:`). The
+/// default port is 5061 over TLS, 5060 otherwise.
+pub fn hop_spec(uri: &Uri) -> Result<HopSpec, String> {
+    let sips = uri.scheme == mediamesh_sip::uri::Scheme::Sips;
     let transport = match uri.params.get("transport").flatten() {
+        _ if sips => Transport::Tls,
         None => Transport::Udp,
         Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
         Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-        Some(t) => return Err(format!("{uri}: transport {t} is not dialled (udp or tcp)")),
+        Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
+        Some(t) => {
+            return Err(format!(
+                "{uri}: transport {t} is not dialled (udp, tcp or tls)"
+            ))
+        }
     };
-    Ok(Peer { addr, transport })
+    let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{uri}: no host"));
+    }
+    let default = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    };
+    Ok(HopSpec {
+        host: host.to_string(),
+        port: uri.port.unwrap_or(default),
+        transport,
+    })
+}
+
+/// A resolved next hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    pub peer: Peer,
+    /// Over TLS: the name the hop's certificate must carry (the URI's host,
+    /// a DNS name or an IP address).
+    pub tls_name: Option<String>,
+}
+
+/// How long resolving a next hop's host name may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Resolves `uri`'s next hop: an IP host as it is, a name through the
+/// system resolver (A/AAAA records and /etc/hosts; RFC 3263's NAPTR and SRV
+/// lookups are not made, so a trunk is named with its port), preferring an
+/// address of the family our SIP socket has.
+pub async fn next_hop_of(uri: &Uri, local: IpAddr) -> Result<NextHop, String> {
+    let spec = hop_spec(uri)?;
+    let addr = match spec.host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, spec.port),
+        Err(_) => {
+            let found = tokio::time::timeout(
+                RESOLVE_TIMEOUT,
+                tokio::net::lookup_host((spec.host.as_str(), spec.port)),
+            )
+            .await
+            .map_err(|_| format!("{uri}: resolving {} timed out", spec.host))?
+            .map_err(|e| format!("{uri}: cannot resolve {}: {e}", spec.host))?
+            .collect::<Vec<_>>();
+            found
+                .iter()
+                .find(|a| a.is_ipv4() == local.is_ipv4())
+                .or(found.first())
+                .copied()
+                .ok_or_else(|| format!("{uri}: {} has no address", spec.host))?
+        }
+    };
+    Ok(NextHop {
+        peer: Peer {
+            addr,
+            transport: spec.transport,
+        },
+        tls_name: (spec.transport == Transport::Tls).then_some(spec.host),
+    })
 }
 
 fn phone_codec(c: SdpCodec) -> PhoneCodec {
@@ -145,7 +220,12 @@ fn phone_codec(c: SdpCodec) -> PhoneCodec {
 /// Serves SIP on `sockets` (and dial requests from the API) until the
 /// runtime ends.
 pub async fn serve(sockets: SipSockets, state: SipState, mut requests: mpsc::Receiver<SipRequest>) {
-    let SipSockets { udp, tcp, tls } = sockets;
+    let SipSockets {
+        udp,
+        tcp,
+        tls,
+        connector,
+    } = sockets;
     let local = match udp.local_addr() {
         Ok(a) => a,
         Err(e) => return tracing::error!("SIP socket: {e}"),
@@ -172,7 +252,7 @@ pub async fn serve(sockets: SipSockets, state: SipState, mut requests: mpsc::Rec
         ep = ep.with_digest(digest);
     }
     let (stream_tx, mut stream_rx) = mpsc::channel::<StreamEvent>(256);
-    let mut streams = Streams::new(stream_tx);
+    let mut streams = Streams::new(stream_tx, connector);
     streams.accept(tcp, None);
     if let Some((l, acceptor)) = tls {
         streams.accept(l, Some(acceptor));
@@ -193,13 +273,20 @@ pub async fn serve(sockets: SipSockets, state: SipState, mut requests: mpsc::Rec
                 }
             }
             Some(ev) = stream_rx.recv() => {
-                if let Some((from, msg)) = streams.on_event(ev) {
-                    ep.handle_message(from, msg, Instant::now());
+                match streams.on_event(ev) {
+                    Some(StreamInput::Message(from, msg)) => ep.handle_message(from, msg, Instant::now()),
+                    Some(StreamInput::Unreachable(to)) => ep.transport_error(to, Instant::now()),
+                    None => {}
                 }
             }
             _ = tokio::time::sleep(wait) => ep.handle_timeout(Instant::now()),
             Some(r) = requests.recv() => match r {
-                SipRequest::Dial(d) => dial(&mut ep, &mut calls, local.ip(), *d).await,
+                SipRequest::Dial(d) => {
+                    if let Some(name) = d.next_hop.tls_name.clone() {
+                        streams.set_tls_name(d.next_hop.peer, name);
+                    }
+                    dial(&mut ep, &mut calls, local.ip(), tls_port.is_some(), *d).await
+                }
                 SipRequest::List { reply } => {
                     let mut v: Vec<_> = calls.values().map(LiveCall::view).collect();
                     v.sort_by_key(|c| c.info.call);
@@ -492,9 +579,21 @@ async fn end(state: &SipState, c: LiveCall) {
 
 /// Sends an INVITE with our offer; the callee joins when it answers (or
 /// with its early media). Replies with the call's number.
-async fn dial(ep: &mut Endpoint, calls: &mut HashMap<CallHandle, LiveCall>, ip: IpAddr, d: Dial) {
+async fn dial(
+    ep: &mut Endpoint,
+    calls: &mut HashMap<CallHandle, LiveCall>,
+    ip: IpAddr,
+    tls_listener: bool,
+    d: Dial,
+) {
     let r = async {
         let peer = d.caller.peer.clone().ok_or("the callee needs a peer name")?;
+        let hop = d.next_hop.peer;
+        if hop.transport == Transport::Tls && !tls_listener {
+            // Our Contact must be reachable over TLS for the callee's
+            // requests (its BYE).
+            return Err("dialling over TLS needs this node's SIP TLS listener (--sip-tls-cert, --sip-tls-key)".to_string());
+        }
         let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))
             .await
             .map_err(|e| format!("no RTP port: {e}"))?;
@@ -502,7 +601,7 @@ async fn dial(ep: &mut Endpoint, calls: &mut HashMap<CallHandle, LiveCall>, ip: 
         let offer = sdp::offer(&local, &AudioConfig::default());
         let opts = DialOptions {
             target: d.target.clone(),
-            next_hop: d.next_hop,
+            next_hop: hop,
             from_user: d.caller.room.clone(),
             from_display: Some("MediaMesh".into()),
             credentials: d.credentials,
@@ -511,7 +610,7 @@ async fn dial(ep: &mut Endpoint, calls: &mut HashMap<CallHandle, LiveCall>, ip: 
         let call = ep
             .dial(opts, &offer, Instant::now())
             .map_err(|e| e.to_string())?;
-        tracing::info!(room = %d.caller.room, %peer, target = %d.target, next_hop = %d.next_hop.addr, transport = ?d.next_hop.transport, "SIP dial-out");
+        tracing::info!(room = %d.caller.room, %peer, target = %d.target, next_hop = %hop.addr, transport = ?hop.transport, "SIP dial-out");
         calls.insert(
             call,
             LiveCall {
@@ -520,7 +619,7 @@ async fn dial(ep: &mut Endpoint, calls: &mut HashMap<CallHandle, LiveCall>, ip: 
                     room: d.caller.room.clone(),
                     peer: peer.clone(),
                     direction: "out",
-                    remote: format!("{} ({:?})", d.next_hop.addr, d.next_hop.transport),
+                    remote: format!("{} ({:?})", hop.addr, hop.transport),
                 },
                 media: None,
                 dialled: Some(Dialled {
@@ -554,22 +653,47 @@ mod tests {
 
     #[test]
     fn next_hops_follow_the_uri() {
-        let hop = |u: &str| next_hop_of(&Uri::parse(u).unwrap());
-        let p = hop("sip:bob@192.0.2.7").unwrap();
+        let spec = |u: &str| hop_spec(&Uri::parse(u).unwrap());
+        let s = spec("sip:bob@192.0.2.7").unwrap();
         assert_eq!(
-            (p.addr.to_string(), p.transport),
-            ("192.0.2.7:5060".into(), Transport::Udp)
+            (s.host.as_str(), s.port, s.transport),
+            ("192.0.2.7", 5060, Transport::Udp)
         );
-        let p = hop("sip:bob@192.0.2.7:5080;transport=TCP").unwrap();
+        let s = spec("sip:bob@192.0.2.7:5080;transport=TCP").unwrap();
+        assert_eq!((s.port, s.transport), (5080, Transport::Tcp));
+        // TLS: by parameter or by the sips: scheme, on 5061 unless given.
+        let s = spec("sip:bob@pbx.example;transport=tls").unwrap();
         assert_eq!(
-            (p.addr.to_string(), p.transport),
-            ("192.0.2.7:5080".into(), Transport::Tcp)
+            (s.host.as_str(), s.port, s.transport),
+            ("pbx.example", 5061, Transport::Tls)
         );
-        assert!(hop("sip:bob@pbx.example")
-            .unwrap_err()
-            .contains("IP address"));
-        assert!(hop("sip:bob@192.0.2.7;transport=sctp")
+        let s = spec("sips:bob@[2001:db8::7]:5071").unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.transport),
+            ("2001:db8::7", 5071, Transport::Tls)
+        );
+        assert!(spec("sip:bob@192.0.2.7;transport=sctp")
             .unwrap_err()
             .contains("sctp"));
+    }
+
+    #[tokio::test]
+    async fn next_hops_resolve_names_and_keep_the_tls_name() {
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        let hop = |u: &str| {
+            let uri = Uri::parse(u).unwrap();
+            async move { next_hop_of(&uri, v4).await }
+        };
+        let h = hop("sip:bob@192.0.2.7:5080;transport=tcp").await.unwrap();
+        assert_eq!(h.peer.addr.to_string(), "192.0.2.7:5080");
+        assert_eq!(h.tls_name, None);
+        // localhost comes from /etc/hosts: no DNS traffic.
+        let h = hop("sip:bob@localhost:5099;transport=tls").await.unwrap();
+        assert_eq!(h.peer.addr.to_string(), "127.0.0.1:5099");
+        assert_eq!(h.peer.transport, Transport::Tls);
+        assert_eq!(h.tls_name.as_deref(), Some("localhost"));
+        let h = hop("sips:bob@127.0.0.1").await.unwrap();
+        assert_eq!(h.peer.addr.to_string(), "127.0.0.1:5061");
+        assert_eq!(h.tls_name.as_deref(), Some("127.0.0.1"));
     }
 }

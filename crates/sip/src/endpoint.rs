@@ -126,6 +126,9 @@ pub enum EndReason {
     Rejected(u16),
     /// No response to our request.
     Timeout,
+    /// Our request could not be delivered (no connection to the next hop,
+    /// or its TLS certificate was refused).
+    Unreachable,
     /// No ACK for our 2xx (13.3.1.4).
     AckTimeout,
     /// No session refresh (RFC 4028).
@@ -423,6 +426,14 @@ impl Endpoint {
         self.process(now);
     }
 
+    /// The driver could not deliver to `to` (see
+    /// [`Transactions::transport_error`]): calls whose request waited on it
+    /// end with [`EndReason::Unreachable`].
+    pub fn transport_error(&mut self, to: Peer, now: Instant) {
+        self.tx.transport_error(to);
+        self.process(now);
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now);
         self.process(now);
@@ -573,7 +584,8 @@ impl Endpoint {
             TxEvent::Ack { request, .. } => self.on_ack(request),
             TxEvent::Response { key, response } => self.on_response(key, response, now),
             TxEvent::StrayResponse { response, .. } => self.on_stray_response(response),
-            TxEvent::Timeout { key } => self.on_timeout(key, now),
+            TxEvent::Timeout { key } => self.on_timeout(key, EndReason::Timeout, now),
+            TxEvent::TransportError { key } => self.on_timeout(key, EndReason::Unreachable, now),
             TxEvent::Terminated { key } => {
                 self.server_invites.remove(&key);
                 self.client_txs.remove(&key);
@@ -1554,13 +1566,15 @@ impl Endpoint {
         }
     }
 
-    fn on_timeout(&mut self, key: TransactionKey, now: Instant) {
+    /// A client transaction failed without a final response (`reason`:
+    /// timer B/F, or a transport error).
+    fn on_timeout(&mut self, key: TransactionKey, reason: EndReason, now: Instant) {
         match self.client_txs.get(&key).cloned() {
             Some(Purpose::Invite(h)) if self.calls.get(&h).is_some_and(|c| c.invite_key == key) => {
-                self.remove_call(h, Some(EndReason::Timeout));
+                self.remove_call(h, Some(reason));
             }
             Some(Purpose::ReInvite(h, _)) | Some(Purpose::Update(h)) => {
-                self.end_with_bye(h, EndReason::Timeout, now)
+                self.end_with_bye(h, reason, now)
             }
             Some(Purpose::Options(to)) => self
                 .events

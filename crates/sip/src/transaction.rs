@@ -211,6 +211,10 @@ pub enum TxEvent {
     /// Timer B or F (client: no final response, act as on 408) or H
     /// (server: no ACK for the final response).
     Timeout { key: TransactionKey },
+    /// A client transaction's request could not be delivered (the driver
+    /// reported a transport error for its destination: act as on 503,
+    /// 8.1.3.1).
+    TransportError { key: TransactionKey },
     /// The transaction is gone.
     Terminated { key: TransactionKey },
 }
@@ -686,6 +690,27 @@ impl Transactions {
         self.txs
             .get(key)
             .map(|tx| response_destination(&tx.request, tx.peer))
+    }
+
+    /// The driver could not deliver to `to` (a connection that could not
+    /// be opened or was refused at its TLS handshake): every client
+    /// transaction still waiting for a final response from it ends with
+    /// [`TxEvent::TransportError`] (17.1.1.2, 17.1.2.2).
+    pub fn transport_error(&mut self, to: Peer) {
+        let failed: Vec<TransactionKey> = self
+            .txs
+            .iter()
+            .filter(|(_, tx)| {
+                !tx.server
+                    && tx.peer == to
+                    && matches!(tx.state, State::Calling | State::Trying | State::Proceeding)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in failed {
+            self.event(TxEvent::TransportError { key: key.clone() });
+            self.terminate(&key);
+        }
     }
 
     /// Fires every timer due at `now`.

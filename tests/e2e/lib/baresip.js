@@ -60,10 +60,12 @@ export function toneShare(samples, rate, freq) {
 
 /**
  * A baresip phone. `account`: the account line (e.g. `<sip:phone@127.0.0.1>;auth_pass=pw`);
- * `wav`: its microphone; `listen`: its SIP address (for calls to it). `events` collects
- * ctrl_tcp events; `command(cmd, params)` sends one.
+ * `wav`: its microphone; `cafile`: certificates it trusts for SIP over TLS; `certificate`:
+ * a PEM file with its own certificate and key, which makes it take calls over TLS too (on
+ * `tlsPort`). `sipPort` is its UDP and TCP port. `events` collects ctrl_tcp events;
+ * `command(cmd, params)` sends one.
  */
-export async function startBaresip(label, { account, wav, host = '127.0.0.1', cafile = null }) {
+export async function startBaresip(label, { account, wav, host = '127.0.0.1', cafile = null, certificate = null }) {
   const dir = mkdtempSync(join(tmpdir(), `baresip-${label}-`));
   const sipPort = await freeUdpPort(host);
   const ctrlPort = await freeTcpPort(host);
@@ -78,6 +80,7 @@ export async function startBaresip(label, { account, wav, host = '127.0.0.1', ca
     'audio_alert aubridge,nil',
     `rtp_ports ${rtpBase}-${rtpBase + 99}`,
     ...(cafile ? [`sip_cafile ${cafile}`] : []),
+    ...(certificate ? [`sip_certificate ${certificate}`] : []),
     'module_path /usr/lib/baresip/modules',
     'module g711.so', 'module aufile.so', 'module aubridge.so', 'module sndfile.so',
     'module_app account.so', 'module_app menu.so', 'module_app ctrl_tcp.so',
@@ -116,7 +119,7 @@ export async function startBaresip(label, { account, wav, host = '127.0.0.1', ca
   sock.on('error', () => {});
   let token = 0;
   return {
-    dir, proc, events, sipPort,
+    dir, proc, events, sipPort, tlsPort: certificate ? sipPort + 1 : null,
     command(command, params = '') {
       const j = JSON.stringify({ command, params, token: `t${++token}` });
       sock.write(`${Buffer.byteLength(j)}:${j},`);

@@ -7,11 +7,16 @@
 //  (2) The same phone over TCP and over TLS (a certificate baresip verifies); a wrong
 //      password gets no call.
 //  (3) POST /api/sip/dial over TCP to a baresip that answers: the callee joins the room
-//      and hears it; GET /api/sip/calls lists the call, DELETE hangs it up (BYE).
+//      and hears it; GET /api/sip/calls lists the call, DELETE hangs it up (BYE). Dialling
+//      over TLS from a node without a SIP TLS listener is refused with a 400.
+//  (4) POST /api/sip/dial over TLS to sip:...@localhost: the name is resolved and the
+//      callee's certificate (for localhost, trusted through --sip-tls-ca) verified; the
+//      callee answers, joins, and its BYE ends the call. A callee whose certificate is not
+//      trusted gets no INVITE and the call ends at once (not at the INVITE's 32 s timeout).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { useChromium } from '../lib/fixtures.js';
@@ -151,6 +156,14 @@ test('sip: POST /api/sip/dial over TCP to a baresip that answers: the callee joi
       await waitFor('carol in the room with her audio', () => roomView(server, room),
         (v) => (v.peers || []).some((p) => p.peer === 'carol' && (p.tracks || []).some((t) => t.kind === 'audio')), { context: ctx });
       assert.match(server.tail.text(), /SIP dial-out .*transport=Tcp/);
+      // TLS needs this node's own TLS listener (the callee's requests come back to it).
+      const tls = await fetch(`${server.base}/api/sip/dial`, {
+        method: 'POST', headers: { Authorization: `Bearer ${server.secret}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ room, peer: 'carol-tls', to: `sips:carol@${server.host}:${phone.sipPort}` }),
+      });
+      const tlsText = await tls.text();
+      assert.equal(tls.status, 400, tlsText);
+      assert.match(tlsText, /--sip-tls-cert/);
       const api = (path, method = 'GET') => fetch(`${server.base}${path}`, { method, headers: { Authorization: `Bearer ${server.secret}` } });
       const { calls } = await (await api('/api/sip/calls')).json();
       assert.equal(calls.length, 1, JSON.stringify(calls));
@@ -170,6 +183,67 @@ test('sip: POST /api/sip/dial over TCP to a baresip that answers: the callee joi
       assert.ok(part.length > 1.5 * dec.rate && share > 0.5, `the callee hears the room's 1000 Hz (share ${share.toFixed(3)} over ${part.length} samples)` + await ctx());
     } finally {
       await phone.stop();
+    }
+  });
+});
+
+test('sip: POST /api/sip/dial over TLS to a host name: the callee\'s certificate is verified (--sip-tls-ca), it answers and its BYE ends the call; an untrusted one gets no call', { timeout: 90000 }, async () => {
+  const dir = workDir();
+  const wav = a440(dir);
+  // Certificates: the node's own (its TLS listener), the callee's (for localhost, the one
+  // the node trusts) and a stranger's (the same names, not trusted).
+  // (Not CA certificates: a CA's certificate may not be used as a server's own.)
+  const selfSigned = (name, cn, san) => {
+    const [key, cert, both] = ['key', 'cert', 'both'].map((k) => join(dir, `${name}-${k}.pem`));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2',
+      '-subj', `/CN=${cn}`, '-addext', `subjectAltName=${san}`, '-addext', 'basicConstraints=critical,CA:FALSE'], { stdio: 'ignore' });
+    writeFileSync(both, readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
+    return { key, cert, both };
+  };
+  const node = selfSigned('node', '127.0.0.1', 'IP:127.0.0.1');
+  const callee = selfSigned('callee', 'localhost', 'DNS:localhost,IP:127.0.0.1');
+  const stranger = selfSigned('stranger', 'localhost', 'DNS:localhost,IP:127.0.0.1');
+  const tlsPort = 20000 + Math.floor(Math.random() * 20000);
+  await chromium.withMediaMesh('sip-baresip-dial-tls', {
+    extraArgs: ['--sip-tls-cert', node.cert, '--sip-tls-key', node.key, '--sip-tls-listen', `127.0.0.1:${tlsPort}`, '--sip-tls-ca', callee.cert],
+  }, async (server) => {
+    const room = 'room-dial-tls';
+    const api = (path, method = 'GET', body) => fetch(`${server.base}${path}`, {
+      method, headers: { Authorization: `Bearer ${server.secret}`, 'Content-Type': 'application/json' }, body: body && JSON.stringify(body),
+    });
+    const phone = await startBaresip('dora', { account: '<sip:dora@127.0.0.1>;answermode=auto;regint=0', wav, certificate: callee.both, cafile: node.cert });
+    const ctx = async () => phone.describe() + '\n--- server:\n' + server.tail.text().slice(-3000);
+    try {
+      const r = await api('/api/sip/dial', 'POST', { room, peer: 'dora', to: `sip:dora@localhost:${phone.tlsPort};transport=tls` });
+      assert.equal(r.status, 202, await r.text());
+      await waitFor('baresip to answer over TLS', () => phone.event('CALL_ESTABLISHED'), (e) => e, { timeoutMs: 10000, context: ctx });
+      await waitFor('dora in the room', () => roomView(server, room), (v) => inRoom(v, 'dora'), { context: ctx });
+      assert.match(server.tail.text(), /SIP dial-out .*next_hop=127\.0\.0\.1:\d+ transport=Tls/);
+      const { calls } = await (await api('/api/sip/calls')).json();
+      assert.deepEqual(calls.map((c) => [c.peer, c.state]), [['dora', 'answered']]);
+      // The callee hangs up: its BYE reaches the node over TLS.
+      phone.command('hangup');
+      await waitFor('dora to leave after her BYE', () => roomView(server, room), (v) => !inRoom(v, 'dora'), { context: ctx });
+      assert.deepEqual((await (await api('/api/sip/calls')).json()).calls, []);
+    } finally {
+      await phone.stop();
+    }
+
+    const imposter = await startBaresip('eve', { account: '<sip:eve@127.0.0.1>;answermode=auto;regint=0', wav, certificate: stranger.both });
+    const ctx2 = async () => imposter.describe() + '\n--- server:\n' + server.tail.text().slice(-3000);
+    try {
+      const t0 = Date.now();
+      const r = await api('/api/sip/dial', 'POST', { room, peer: 'eve', to: `sip:eve@localhost:${imposter.tlsPort};transport=tls` });
+      assert.equal(r.status, 202, await r.text());
+      await waitFor('the call to an untrusted certificate to end', async () => (await (await api('/api/sip/calls')).json()).calls,
+        (c) => c.length === 0, { timeoutMs: 8000, context: ctx2 });
+      console.log(`# untrusted callee: the call ended ${Date.now() - t0} ms after the dial`);
+      assert.match(server.tail.text(), /TLS handshake with localhost: .*certificate/i);
+      assert.match(server.tail.text(), /SIP call ended reason=Unreachable/);
+      assert.equal(imposter.event('CALL_INCOMING'), null, 'baresip got an INVITE over a TLS connection the node should have refused');
+      assert.ok(!inRoom(await roomView(server, room), 'eve'));
+    } finally {
+      await imposter.stop();
     }
   });
 });

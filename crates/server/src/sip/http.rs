@@ -57,8 +57,9 @@ struct DialRequest {
     peer: String,
     /// Whom to call: `sip:user@host:port`.
     to: String,
-    /// Where to send the INVITE (`host:port`, an address): a trunk or proxy;
-    /// default: the target's host and port.
+    /// Where to send the INVITE (`host:port` or a SIP URI, whose
+    /// `transport` parameter or `sips:` scheme picks TCP or TLS): a trunk or
+    /// proxy; default: the target's host and port.
     via: Option<String>,
     /// Credentials for the trunk's digest challenge.
     username: Option<String>,
@@ -91,6 +92,12 @@ pub async fn dial(
         _ => return Err(bad("username and password go together".into())),
     };
     let trunk = state.config.sip.as_ref().and_then(|s| s.trunk.as_ref());
+    let local = state
+        .config
+        .sip
+        .as_ref()
+        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |s| s.listen.ip());
+    let hop = |uri: mediamesh_sip::Uri| async move { crate::sip::next_hop_of(&uri, local).await };
     // The request's next hop, else the configured trunk (with its
     // credentials), else the target itself.
     let (next_hop, credentials) = match (&req.via, trunk) {
@@ -99,16 +106,20 @@ pub async fn dial(
                 .or_else(|_| mediamesh_sip::Uri::parse(&format!("sip:{v}")))
                 .map_err(|e| bad(format!("via {v}: {e} (host:port or a SIP URI)")))?;
             (
-                crate::sip::next_hop_of(&uri).map_err(|e| bad(format!("via {e}")))?,
+                hop(uri).await.map_err(|e| bad(format!("via {e}")))?,
                 request_credentials,
             )
         }
         (None, Some(t)) => (
-            crate::sip::next_hop_of(&t.uri).map_err(|e| bad(format!("trunk {e}")))?,
+            hop(t.uri.clone())
+                .await
+                .map_err(|e| bad(format!("trunk {e}")))?,
             request_credentials.or_else(|| t.credentials.clone()),
         ),
         (None, None) => (
-            crate::sip::next_hop_of(&target).map_err(|e| bad(format!("to {e} (or give via)")))?,
+            hop(target.clone())
+                .await
+                .map_err(|e| bad(format!("to {e} (or give via)")))?,
             request_credentials,
         ),
     };

@@ -2,7 +2,9 @@
 //! task per connection splits its bytes into messages (`StreamFramer`) for
 //! the SIP loop and writes what the loop sends on it. Connections are keyed
 //! by the remote address and transport, the flow the endpoint answers on;
-//! dial-out over TCP opens one when there is none.
+//! dial-out over TCP or TLS opens one when there is none (TLS verifies the
+//! next hop's certificate against the public web roots and any CA given
+//! with `--sip-tls-ca`, for the name the dialled URI carried).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,7 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::rustls;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Most stream connections at once; more are closed at accept.
 const MAX_CONNECTIONS: usize = 1024;
@@ -27,6 +30,8 @@ const IDLE: Duration = Duration::from_secs(300);
 /// Messages queued for one connection's writer; beyond it they are dropped
 /// (SIP retransmits over UDP only, so a stuck TCP peer just loses them).
 const WRITE_QUEUE: usize = 64;
+/// How long opening a connection (and its TLS handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What connection tasks tell the SIP loop.
 pub enum StreamEvent {
@@ -41,11 +46,19 @@ pub enum StreamEvent {
     Closed {
         peer: Peer,
     },
-    /// A dial-out connection could not be opened.
+    /// A dial-out connection could not be opened (or its TLS handshake
+    /// failed).
     Failed {
         peer: Peer,
         error: String,
     },
+}
+
+/// What a stream event means to the SIP loop.
+pub enum StreamInput {
+    Message(Peer, Message),
+    /// Nothing can be sent to this peer: its requests fail.
+    Unreachable(Peer),
 }
 
 /// The SIP loop's view of its stream connections.
@@ -55,20 +68,36 @@ pub struct Streams {
     connecting: HashMap<Peer, Vec<Vec<u8>>>,
     events: mpsc::Sender<StreamEvent>,
     count: Arc<AtomicUsize>,
+    /// Dial-out over TLS.
+    connector: TlsConnector,
+    /// The name a TLS peer's certificate must carry (the host of the URI
+    /// dialled); a peer without one is checked for its IP address.
+    tls_names: HashMap<Peer, String>,
 }
 
 impl Streams {
-    pub fn new(events: mpsc::Sender<StreamEvent>) -> Streams {
+    pub fn new(events: mpsc::Sender<StreamEvent>, connector: TlsConnector) -> Streams {
         Streams {
             conns: HashMap::new(),
             connecting: HashMap::new(),
             events,
             count: Arc::new(AtomicUsize::new(0)),
+            connector,
+            tls_names: HashMap::new(),
         }
     }
 
-    /// Bookkeeping for an event; returns the message it carried, if any.
-    pub fn on_event(&mut self, event: StreamEvent) -> Option<(Peer, Message)> {
+    /// The name `peer`'s TLS certificate must carry when we connect to it.
+    pub fn set_tls_name(&mut self, peer: Peer, name: String) {
+        if self.tls_names.len() >= MAX_CONNECTIONS && !self.tls_names.contains_key(&peer) {
+            // Names of peers long gone: start over rather than grow.
+            self.tls_names.clear();
+        }
+        self.tls_names.insert(peer, name);
+    }
+
+    /// Bookkeeping for an event; returns what it means to the SIP loop.
+    pub fn on_event(&mut self, event: StreamEvent) -> Option<StreamInput> {
         match event {
             StreamEvent::Opened { peer, tx } => {
                 for bytes in self.connecting.remove(&peer).unwrap_or_default() {
@@ -77,21 +106,20 @@ impl Streams {
                 self.conns.insert(peer, tx);
                 None
             }
-            StreamEvent::Message { peer, msg } => Some((peer, msg)),
+            StreamEvent::Message { peer, msg } => Some(StreamInput::Message(peer, msg)),
             StreamEvent::Closed { peer } => {
                 self.conns.remove(&peer);
                 None
             }
             StreamEvent::Failed { peer, error } => {
                 let lost = self.connecting.remove(&peer).map_or(0, |q| q.len());
-                tracing::warn!(to = %peer.addr, "SIP over TCP: cannot connect ({error}); {lost} message(s) lost");
-                None
+                tracing::warn!(to = %peer.addr, transport = ?peer.transport, "SIP: cannot connect ({error}); {lost} message(s) lost");
+                Some(StreamInput::Unreachable(peer))
             }
         }
     }
 
-    /// Sends `bytes` on the connection to `to`, opening a TCP one if needed
-    /// (TLS connections are only accepted: we do not dial TLS).
+    /// Sends `bytes` on the connection to `to`, opening one if needed.
     pub fn send(&mut self, to: Peer, bytes: Vec<u8>) {
         if let Some(tx) = self.conns.get(&to) {
             if tx.try_send(bytes).is_err() {
@@ -105,27 +133,51 @@ impl Streams {
             }
             return;
         }
-        if to.transport != Transport::Tcp {
-            tracing::warn!(to = %to.addr, transport = ?to.transport, "SIP: no connection to send on; message dropped");
-            return;
-        }
+        let tls = match to.transport {
+            Transport::Tcp => None,
+            Transport::Tls => {
+                let name = match self.tls_names.get(&to) {
+                    Some(n) => ServerName::try_from(n.clone()),
+                    None => Ok(ServerName::IpAddress(to.addr.ip().into())),
+                };
+                match name {
+                    Ok(n) => Some((self.connector.clone(), n)),
+                    Err(e) => {
+                        tracing::warn!(to = %to.addr, "SIP over TLS: bad server name ({e}); message dropped");
+                        return;
+                    }
+                }
+            }
+            Transport::Udp | Transport::Ws | Transport::Wss => {
+                tracing::warn!(to = %to.addr, transport = ?to.transport, "SIP: no connection to send on; message dropped");
+                return;
+            }
+        };
         self.connecting.insert(to, vec![bytes]);
         let events = self.events.clone();
         let count = self.count.clone();
         tokio::spawn(async move {
-            let r = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(to.addr)).await;
-            match r {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    connection(s, to, events, count).await;
-                }
+            let fail = |error: String| StreamEvent::Failed { peer: to, error };
+            let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to.addr)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return drop(events.send(fail(e.to_string())).await),
+                Err(_) => return drop(events.send(fail("timed out".into())).await),
+            };
+            let _ = tcp.set_nodelay(true);
+            let Some((connector, name)) = tls else {
+                return connection(tcp, to, events, count).await;
+            };
+            let label = name.to_str().into_owned();
+            match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
+                Ok(Ok(s)) => connection(s, to, events, count).await,
                 Ok(Err(e)) => {
-                    let error = e.to_string();
-                    let _ = events.send(StreamEvent::Failed { peer: to, error }).await;
+                    let error = format!("TLS handshake with {label}: {e}");
+                    let _ = events.send(fail(error)).await;
                 }
                 Err(_) => {
-                    let error = "timed out".to_string();
-                    let _ = events.send(StreamEvent::Failed { peer: to, error }).await;
+                    let error = format!("TLS handshake with {label} timed out");
+                    let _ = events.send(fail(error)).await;
                 }
             }
         });
@@ -283,6 +335,34 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
         .with_single_cert(certs, key_der)
         .map_err(|e| format!("{}: {e}", cert.display()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The TLS connector for dial-out: the public web roots, plus the PEM
+/// certificates in `ca` (a private CA, or a trunk's own certificate).
+pub fn tls_connector(ca: Option<&Path>) -> Result<TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let certs = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no PEM certificate", path.display()));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 /// The local address a TCP listener for SIP would bind: the UDP one.

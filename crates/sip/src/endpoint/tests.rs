@@ -899,6 +899,24 @@ fn dial_out_failures() {
             reason: EndReason::Timeout
         }]
     );
+    // The next hop cannot be reached (a connection refused, a TLS
+    // certificate not trusted): the call ends at once, a transport error
+    // for another destination changes nothing, and no timer fires later.
+    let call = ep.dial(dial_options(), &offer, t0).unwrap();
+    sent(&mut ep);
+    ep.transport_error(Peer::udp(addr("192.0.2.99:5060")), t0 + MS);
+    assert!(events(&mut ep).is_empty());
+    ep.transport_error(trunk(), t0 + MS);
+    assert_eq!(
+        events(&mut ep),
+        [EndpointEvent::Ended {
+            call,
+            reason: EndReason::Unreachable
+        }]
+    );
+    ep.handle_timeout(t0 + Duration::from_secs(40));
+    assert!(events(&mut ep).is_empty());
+    assert!(sent(&mut ep).is_empty());
     // Busy.
     let call = ep.dial(dial_options(), &offer, t0).unwrap();
     let invite = request(&sent(&mut ep)[0]).clone();
