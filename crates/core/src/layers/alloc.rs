@@ -152,6 +152,23 @@ fn candidates(s: &Subscription<'_>) -> Vec<(Layer, u64)> {
         .collect()
 }
 
+/// What a subscription's lowest layer costs at its full frame rate: the
+/// lowest spatial layer it may get, at the highest temporal layer its limits
+/// allow (0 while nothing is measured).
+pub fn base_rate(s: &Subscription<'_>) -> u64 {
+    let c = candidates(s);
+    let lowest = c
+        .iter()
+        .find(|(l, _)| l.spatial >= s.limits.min.spatial && l.temporal >= s.limits.min.temporal)
+        .or(c.first())
+        .map(|(l, _)| l.spatial);
+    c.iter()
+        .filter(|(l, _)| Some(l.spatial) == lowest)
+        .map(|(_, r)| *r)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Splits `estimate` (bit/s) minus `audio` across `subs`.
 pub fn allocate(estimate: u64, audio: u64, subs: &[Subscription<'_>]) -> Plan {
     let mut budget = estimate.saturating_sub(audio);
@@ -223,6 +240,18 @@ mod tests {
             limits: LayerLimits::default(),
             rates,
         }
+    }
+
+    #[test]
+    fn the_base_rate_is_the_lowest_layer_at_its_full_frame_rate() {
+        let r = simulcast();
+        assert_eq!(base_rate(&sub(1, &r)), 120_000);
+        // Limits: the lowest spatial layer allowed, the highest temporal one.
+        let mut s = sub(1, &r);
+        s.limits.min.spatial = 1;
+        s.limits.max.temporal = 1;
+        assert_eq!(base_rate(&s), 380_000);
+        assert_eq!(base_rate(&sub(1, &LayerRates::default())), 0);
     }
 
     #[test]

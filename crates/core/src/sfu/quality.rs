@@ -23,6 +23,8 @@ const USABLE_PERCENT: u64 = 90;
 /// fills its estimate only grows it by ~1.5x of what it sends, so it would
 /// never discover a link that got faster. Staying under that line keeps the
 /// periodic probes going, and the receivers move up as soon as one succeeds.
+/// It never takes away the lowest layers' full frame rate when the usable
+/// share pays for it (see [`deficient_budget`]).
 const DEFICIENT_PERCENT: u64 = 60;
 
 /// What the transport is told to probe for per video receiver whose source
@@ -80,6 +82,22 @@ impl UpBackoff {
         };
         self.until = Some(now + self.hold);
     }
+}
+
+/// What a peer short of bandwidth (its estimate cannot pay for every
+/// receiver's best layer) spends: [`DEFICIENT_PERCENT`] of its estimate, but
+/// at least what audio and every video receiver's lowest layer at its full
+/// frame rate cost, when the [`USABLE_PERCENT`] share pays for that. A
+/// subscriber behind a 300 kbit/s link (estimate ~220-300k) otherwise got the
+/// low stream's lower temporal layers only: 5-10 frames/s, which a browser
+/// counts as freezes (measured in the simulcast-bwe e2e test: a 221 ms
+/// freeze when the allocation fell to temporal layer 0). Sending above the
+/// ALR line ends str0m's periodic probes; the prober's restarts
+/// (`mediamesh_webrtc::probe`) still look for more.
+fn deficient_budget(estimate: u64, audio: u64, subs: &[Subscription<'_>]) -> u64 {
+    let base = audio + subs.iter().map(alloc::base_rate).sum::<u64>();
+    let usable = estimate / 100 * USABLE_PERCENT;
+    (estimate / 100 * DEFICIENT_PERCENT).max(base.min(usable))
 }
 
 /// A peer's bandwidth state.
@@ -332,7 +350,7 @@ impl Sfu {
         let mut plan = alloc::allocate(usable, audio, &subs);
         let deficient = estimate.is_some_and(|e| plan.desired > e);
         if let Some(e) = estimate.filter(|_| deficient) {
-            plan = alloc::allocate(e / 100 * DEFICIENT_PERCENT, audio, &subs);
+            plan = alloc::allocate(deficient_budget(e, audio, &subs), audio, &subs);
         }
         // Probe for the best layers plus the headroom kept on top of them.
         let desired = (plan.desired + unknown_video) / USABLE_PERCENT * 100;
@@ -556,6 +574,39 @@ mod tests {
         let q = sfu.receiver_quality(rx).unwrap();
         assert_eq!(q.estimate_bps, Some(10_000_000));
         assert!(q.target_bps.is_some_and(|b| b > 300_000), "{q:?}");
+    }
+
+    #[test]
+    fn short_of_bandwidth_the_lowest_layer_keeps_its_frame_rate() {
+        // VP8 simulcast with three temporal layers; the low stream's full rate
+        // is 140k.
+        let rates = LayerRates {
+            rates: vec![
+                vec![60_000, 95_000, 140_000],
+                vec![200_000, 320_000, 450_000],
+                vec![700_000, 1_000_000, 1_400_000],
+            ],
+        };
+        let subs = [Subscription {
+            priority: 1,
+            limits: LayerLimits::default(),
+            rates: &rates,
+        }];
+        let low = |e: u64| {
+            let plan = alloc::allocate(deficient_budget(e, AUDIO_BPS, &subs), AUDIO_BPS, &subs);
+            plan.allocations[0]
+        };
+        // 60 % of 240k leaves 94k for video: temporal layer 0 or 1 (5-10 fps).
+        // The usable 90 % (216k) pays for audio and the low stream at 20 fps.
+        assert!(
+            alloc::allocate(240_000 / 100 * DEFICIENT_PERCENT, AUDIO_BPS, &subs).allocations[0]
+                != Allocation::Layer(Layer::new(0, 2))
+        );
+        assert_eq!(low(240_000), Allocation::Layer(Layer::new(0, 2)));
+        // Not even the usable share pays for it: as much as it does.
+        assert_eq!(low(170_000), Allocation::Layer(Layer::new(0, 1)));
+        // More than the base: the ALR share, which is more.
+        assert_eq!(deficient_budget(1_000_000, AUDIO_BPS, &subs), 600_000);
     }
 
     #[test]
