@@ -225,6 +225,15 @@ test('sip: POST /api/sip/dial over TLS to a host name: the callee\'s certificate
       phone.command('hangup');
       await waitFor('dora to leave after her BYE', () => roomView(server, room), (v) => !inRoom(v, 'dora'), { context: ctx });
       assert.deepEqual((await (await api('/api/sip/calls')).json()).calls, []);
+      // Again, and the room's side hangs up: the node's BYE reaches her over TLS.
+      const since = Date.now();
+      const again = await api('/api/sip/dial', 'POST', { room, peer: 'dora', to: `sips:dora@localhost:${phone.tlsPort}` });
+      const { call } = await again.json();
+      assert.equal(again.status, 202);
+      await waitFor('baresip to answer the sips: call', () => phone.event('CALL_ESTABLISHED', since), (e) => e, { timeoutMs: 10000, context: ctx });
+      assert.equal((await api(`/api/sip/calls/${call}`, 'DELETE')).status, 204);
+      await waitFor('baresip to get the BYE over TLS', () => phone.event('CALL_CLOSED', since), (e) => e, { timeoutMs: 5000, context: ctx });
+      await waitFor('dora to leave after the hang-up', () => roomView(server, room), (v) => !inRoom(v, 'dora'), { context: ctx });
     } finally {
       await phone.stop();
     }
