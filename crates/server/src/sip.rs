@@ -10,14 +10,14 @@ mod call;
 pub mod http;
 pub mod transport;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mediamesh_audio::phone::PhoneCodec;
 use mediamesh_sip::auth::Algorithm;
-use mediamesh_sip::endpoint::CallHandle;
+use mediamesh_sip::endpoint::{CallHandle, EndReason};
 use mediamesh_sip::sdp::{
     self, AudioConfig, Codec as SdpCodec, Direction, LocalMedia, Negotiated, SessionDescription,
 };
@@ -78,6 +78,62 @@ struct LiveCall {
     media: Option<Media>,
     /// A call we dialled, until it is answered: its RTP socket and offer.
     dialled: Option<Dialled>,
+    /// A call we dialled: where its requests go.
+    hop: Option<Peer>,
+}
+
+/// How long `GET /api/sip/calls` shows a call that ended (a dial-out that
+/// failed says why), and how many at most.
+const ENDED_KEPT: Duration = Duration::from_secs(60);
+const ENDED_MAX: usize = 64;
+
+/// Calls that ended lately, and the last transport error towards each next
+/// hop (the reason a dial-out found it unreachable).
+#[derive(Default)]
+struct Ended {
+    views: VecDeque<(Instant, http::CallView)>,
+    errors: HashMap<Peer, String>,
+}
+
+impl Ended {
+    fn transport_error(&mut self, to: Peer, error: String) {
+        if self.errors.len() >= ENDED_MAX && !self.errors.contains_key(&to) {
+            self.errors.clear();
+        }
+        self.errors.insert(to, error);
+    }
+
+    fn push(&mut self, c: &LiveCall, reason: EndReason, now: Instant) {
+        let error = c.hop.and_then(|h| self.errors.get(&h));
+        let reason = match (reason, error) {
+            (EndReason::RemoteHangup, _) => "the remote side hung up".to_string(),
+            (EndReason::LocalHangup, _) => "hung up".to_string(),
+            (EndReason::Cancelled, _) => "cancelled by the caller".to_string(),
+            (EndReason::Rejected(s), _) => format!("rejected with {s}"),
+            (EndReason::Timeout, _) => "no response".to_string(),
+            (EndReason::Unreachable, Some(e)) => format!("unreachable: {e}"),
+            (EndReason::Unreachable, None) => "unreachable".to_string(),
+            (EndReason::AckTimeout, _) => "no ACK for our answer".to_string(),
+            (EndReason::SessionExpired, _) => "session expired (no refresh)".to_string(),
+            (EndReason::Failed(s), _) => format!("an in-dialog request failed with {s}"),
+        };
+        let mut view = c.view();
+        view.state = "ended";
+        view.reason = Some(reason);
+        self.views.push_back((now, view));
+        self.trim(now);
+    }
+
+    fn trim(&mut self, now: Instant) {
+        while self.views.len() > ENDED_MAX
+            || self
+                .views
+                .front()
+                .is_some_and(|(at, _)| now.saturating_duration_since(*at) > ENDED_KEPT)
+        {
+            self.views.pop_front();
+        }
+    }
 }
 
 impl LiveCall {
@@ -91,6 +147,7 @@ impl LiveCall {
         http::CallView {
             info: self.info.clone(),
             state,
+            reason: None,
         }
     }
 }
@@ -258,6 +315,7 @@ pub async fn serve(sockets: SipSockets, state: SipState, mut requests: mpsc::Rec
         streams.accept(l, Some(acceptor));
     }
     let mut calls: HashMap<CallHandle, LiveCall> = HashMap::new();
+    let mut ended = Ended::default();
     let mut buf = vec![0u8; 65536];
     loop {
         let wait = ep
@@ -275,7 +333,10 @@ pub async fn serve(sockets: SipSockets, state: SipState, mut requests: mpsc::Rec
             Some(ev) = stream_rx.recv() => {
                 match streams.on_event(ev) {
                     Some(StreamInput::Message(from, msg)) => ep.handle_message(from, msg, Instant::now()),
-                    Some(StreamInput::Unreachable(to)) => ep.transport_error(to, Instant::now()),
+                    Some(StreamInput::Unreachable(to, error)) => {
+                        ended.transport_error(to, error);
+                        ep.transport_error(to, Instant::now());
+                    }
                     None => {}
                 }
             }
@@ -288,7 +349,9 @@ pub async fn serve(sockets: SipSockets, state: SipState, mut requests: mpsc::Rec
                     dial(&mut ep, &mut calls, local.ip(), tls_port.is_some(), *d).await
                 }
                 SipRequest::List { reply } => {
+                    ended.trim(Instant::now());
                     let mut v: Vec<_> = calls.values().map(LiveCall::view).collect();
+                    v.extend(ended.views.iter().map(|(_, c)| c.clone()));
                     v.sort_by_key(|c| c.info.call);
                     let _ = reply.send(v);
                 }
@@ -303,6 +366,11 @@ pub async fn serve(sockets: SipSockets, state: SipState, mut requests: mpsc::Rec
             },
         }
         while let Some(event) = ep.poll_event() {
+            if let EndpointEvent::Ended { call, reason } = &event {
+                if let Some(c) = calls.get(call) {
+                    ended.push(c, *reason, Instant::now());
+                }
+            }
             on_event(&mut ep, &mut calls, &state, local.ip(), event).await;
         }
         while let Some(t) = ep.poll_transmit() {
@@ -413,6 +481,7 @@ async fn on_event(
                 info,
                 media: Some(media),
                 dialled: None,
+                hop: None,
             };
             if let Err(e) = ep.accept(call, &answer, now) {
                 tracing::warn!("SIP accept: {e}");
@@ -628,6 +697,7 @@ async fn dial(
                     caller: d.caller,
                     peer,
                 }),
+                hop: Some(hop),
             },
         );
         Ok::<u64, String>(call.0)
@@ -675,6 +745,59 @@ mod tests {
         assert!(spec("sip:bob@192.0.2.7;transport=sctp")
             .unwrap_err()
             .contains("sctp"));
+    }
+
+    #[test]
+    fn ended_calls_say_why_and_are_kept_a_minute() {
+        let t0 = Instant::now();
+        let hop = Peer {
+            addr: "127.0.0.1:5061".parse().unwrap(),
+            transport: Transport::Tls,
+        };
+        let call = |n: u64, hop: Option<Peer>| LiveCall {
+            info: http::CallInfo {
+                call: n,
+                room: "r".into(),
+                peer: "p".into(),
+                direction: "out",
+                remote: String::new(),
+            },
+            media: None,
+            dialled: None,
+            hop,
+        };
+        let mut e = Ended::default();
+        e.transport_error(hop, "TLS handshake with pbx: bad certificate".into());
+        e.push(&call(1, Some(hop)), EndReason::Unreachable, t0);
+        e.push(&call(2, None), EndReason::Unreachable, t0);
+        e.push(&call(3, None), EndReason::Rejected(486), t0);
+        let reasons: Vec<_> = e
+            .views
+            .iter()
+            .map(|(_, v)| (v.state, v.reason.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "ended",
+                    "unreachable: TLS handshake with pbx: bad certificate".to_string()
+                ),
+                ("ended", "unreachable".to_string()),
+                ("ended", "rejected with 486".to_string())
+            ]
+        );
+        // At most ENDED_MAX, for ENDED_KEPT.
+        for n in 0..100 {
+            e.push(
+                &call(10 + n, None),
+                EndReason::Timeout,
+                t0 + Duration::from_secs(1),
+            );
+        }
+        assert_eq!(e.views.len(), ENDED_MAX);
+        e.trim(t0 + Duration::from_secs(1) + ENDED_KEPT + Duration::from_millis(1));
+        assert!(e.views.is_empty());
     }
 
     #[tokio::test]

@@ -175,7 +175,9 @@ test('sip: POST /api/sip/dial over TCP to a baresip that answers: the callee joi
       await waitFor('baresip to see the call closed by a BYE', () => phone.event('CALL_CLOSED'), (e) => e, { timeoutMs: 5000, context: ctx });
       await waitFor('carol to leave after the hang-up', () => roomView(server, room), (v) => !inRoom(v, 'carol'), { context: ctx });
       assert.equal((await api(`/api/sip/calls/${calls[0].call}`, 'DELETE')).status, 404);
-      assert.deepEqual((await (await api('/api/sip/calls')).json()).calls, []);
+      // Listed for a minute as ended, with the reason.
+      const after = (await (await api('/api/sip/calls')).json()).calls;
+      assert.deepEqual(after.map((c) => [c.call, c.state, c.reason]), [[calls[0].call, 'ended', 'hung up']]);
       const dec = phone.recorded('dec');
       const part = dec.samples.subarray(Math.round(0.5 * dec.rate));
       const share = toneShare(part, dec.rate, 1000);
@@ -224,7 +226,8 @@ test('sip: POST /api/sip/dial over TLS to a host name: the callee\'s certificate
       // The callee hangs up: its BYE reaches the node over TLS.
       phone.command('hangup');
       await waitFor('dora to leave after her BYE', () => roomView(server, room), (v) => !inRoom(v, 'dora'), { context: ctx });
-      assert.deepEqual((await (await api('/api/sip/calls')).json()).calls, []);
+      assert.deepEqual((await (await api('/api/sip/calls')).json()).calls.map((c) => [c.peer, c.state, c.reason]),
+        [['dora', 'ended', 'the remote side hung up']]);
       // Again, and the room's side hangs up: the node's BYE reaches her over TLS.
       const since = Date.now();
       const again = await api('/api/sip/dial', 'POST', { room, peer: 'dora', to: `sips:dora@localhost:${phone.tlsPort}` });
@@ -243,9 +246,14 @@ test('sip: POST /api/sip/dial over TLS to a host name: the callee\'s certificate
     try {
       const t0 = Date.now();
       const r = await api('/api/sip/dial', 'POST', { room, peer: 'eve', to: `sip:eve@localhost:${imposter.tlsPort};transport=tls` });
-      assert.equal(r.status, 202, await r.text());
-      await waitFor('the call to an untrusted certificate to end', async () => (await (await api('/api/sip/calls')).json()).calls,
-        (c) => c.length === 0, { timeoutMs: 8000, context: ctx2 });
+      const dialed = await r.text();
+      assert.equal(r.status, 202, dialed);
+      const { call: evesCall } = JSON.parse(dialed);
+      const eves = await waitFor('the call to an untrusted certificate to end', async () => (await (await api('/api/sip/calls')).json()).calls,
+        (c) => c.find((x) => x.call === evesCall && x.state === 'ended'), { timeoutMs: 8000, context: ctx2 });
+      const eve = eves.find((x) => x.call === evesCall);
+      console.log(`# untrusted callee: ${JSON.stringify(eve)}`);
+      assert.match(eve.reason, /^unreachable: TLS handshake with localhost: .*certificate/i);
       console.log(`# untrusted callee: the call ended ${Date.now() - t0} ms after the dial`);
       assert.match(server.tail.text(), /TLS handshake with localhost: .*certificate/i);
       assert.match(server.tail.text(), /SIP call ended reason=Unreachable/);

@@ -32,9 +32,12 @@ pub struct CallInfo {
 pub struct CallView {
     #[serde(flatten)]
     pub info: CallInfo,
-    /// `ringing` (dialled, no answer yet; media may flow as early media) or
-    /// `answered`.
+    /// `ringing` (dialled, no answer yet; media may flow as early media),
+    /// `answered`, or `ended` (for a minute after it ended).
     pub state: &'static str,
+    /// Why an ended call ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 fn sip_thread(state: &AppState) -> Result<mpsc::Sender<SipRequest>, ApiError> {

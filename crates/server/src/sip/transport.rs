@@ -57,8 +57,8 @@ pub enum StreamEvent {
 /// What a stream event means to the SIP loop.
 pub enum StreamInput {
     Message(Peer, Message),
-    /// Nothing can be sent to this peer: its requests fail.
-    Unreachable(Peer),
+    /// Nothing can be sent to this peer (why): its requests fail.
+    Unreachable(Peer, String),
 }
 
 /// The SIP loop's view of its stream connections.
@@ -114,7 +114,7 @@ impl Streams {
             StreamEvent::Failed { peer, error } => {
                 let lost = self.connecting.remove(&peer).map_or(0, |q| q.len());
                 tracing::warn!(to = %peer.addr, transport = ?peer.transport, "SIP: cannot connect ({error}); {lost} message(s) lost");
-                Some(StreamInput::Unreachable(peer))
+                Some(StreamInput::Unreachable(peer, error))
             }
         }
     }
