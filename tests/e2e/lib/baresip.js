@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { startProcess } from './proc.js';
-import { freeTcpPort, freeUdpPort, sleepUnref as sleep } from './server.js';
+import { freeTcpPort, freeUdpTcpPort, sleepUnref as sleep } from './server.js';
 
 /** A mono 16-bit WAV of a sine (`freq` Hz, `seconds`, amplitude `gain` of full scale). */
 export function sineWav(path, { freq, seconds = 30, rate = 8000, gain = 0.3 }) {
@@ -67,7 +67,7 @@ export function toneShare(samples, rate, freq) {
  */
 export async function startBaresip(label, { account, wav, host = '127.0.0.1', cafile = null, certificate = null }) {
   const dir = mkdtempSync(join(tmpdir(), `baresip-${label}-`));
-  const sipPort = await freeUdpPort(host);
+  const sipPort = await freeUdpTcpPort(host);
   const ctrlPort = await freeTcpPort(host);
   const rtpBase = 20000 + Math.floor(Math.random() * 200) * 100;
   writeFileSync(join(dir, 'config'), [

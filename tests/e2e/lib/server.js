@@ -48,6 +48,25 @@ export function freeUdpPort(host = '127.0.0.1') {
   });
 }
 
+/**
+ * A port free for both UDP and TCP on `host` (SIP listens on both). A UDP port the
+ * kernel hands out comes from the ephemeral range, where outgoing TCP connections
+ * take their source ports too: seen in CI, the server could not bind SIP over TCP.
+ */
+export async function freeUdpTcpPort(host = '127.0.0.1') {
+  for (let i = 0; i < 50; i++) {
+    const port = await freeUdpPort(host);
+    const tcpFree = await new Promise((ok) => {
+      const s = createServer();
+      s.unref();
+      s.once('error', () => ok(false));
+      s.listen({ port, host, exclusive: true }, () => s.close(() => ok(true)));
+    });
+    if (tcpFree) return port;
+  }
+  throw new Error(`no port free for UDP and TCP on ${host} after 50 tries`);
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** A sleep that does not keep the process alive (for races against other events). */
 export const sleepUnref = (ms) => new Promise((r) => setTimeout(r, ms).unref());
@@ -88,7 +107,23 @@ export class MediaMesh {
    * Spawns the server and waits (bounded) for GET /healthz == 200. `samePorts`: a
    * restart on the ports of the previous run, its log appended to the same file.
    */
-  async start({ timeoutMs = 20000, extraArgs = [], samePorts = false } = {}) {
+  async start(opts = {}) {
+    // Ports are checked free and then bound by the server: another process can take
+    // one in between. Fresh ports are chosen again (twice at most) when that happened.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startOnce(opts);
+      } catch (e) {
+        const restart = opts.samePorts && this.httpPort !== undefined;
+        if (restart || attempt >= 3 || !this.exited || !/Address already in use/.test(this.describe())) throw e;
+        console.log(`# ${this.name}: a port was taken before the server bound it; starting again on other ports`);
+        this.httpPort = undefined;
+        this.tail = new Tail(120);
+      }
+    }
+  }
+
+  async startOnce({ timeoutMs = 20000, extraArgs = [], samePorts = false } = {}) {
     if (!existsSync(MEDIAMESH_BIN)) {
       throw new Error(`mediamesh binary not found at ${MEDIAMESH_BIN} ` +
         '(build it with `cargo build`, or set MEDIAMESH_BIN)');
@@ -98,7 +133,7 @@ export class MediaMesh {
       this.httpPort = await freeTcpPort(this.host);
       this.mediaPort = await freeUdpPort(this.host);
       this.rtmpPort = await freeTcpPort(this.host);
-      this.sipPort = await freeUdpPort(this.host);
+      this.sipPort = await freeUdpTcpPort(this.host);
     }
     this.exited = null;
     mkdirSync(LOG_DIR, { recursive: true });

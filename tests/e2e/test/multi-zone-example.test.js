@@ -100,7 +100,7 @@ test('multi-zone example: run.sh forms 2 zones x (gateway + 2 media nodes); gate
   // Every node listens for cluster links (TCP) and RTT echoes (UDP); media nodes for RTMP.
   const clusterPort = await commonPort(HOSTS, ['tcp', 'udp'], taken); taken.push(clusterPort);
   const rtmpPort = await commonPort(HOSTS, ['tcp'], taken); taken.push(rtmpPort);
-  const sipPort = await commonPort(HOSTS, ['udp'], taken);
+  const sipPort = await commonPort(HOSTS, ['udp', 'tcp'], taken);
   const env = {
     MEDIAMESH_BIN, MULTI_ZONE_STATE_DIR: state, MULTI_ZONE_WAIT_S: '20', MULTI_ZONE_STOP_WAIT_S: '5',
     MULTI_ZONE_HTTP_PORT: String(httpPort), MULTI_ZONE_MEDIA_PORT: String(mediaPort), MULTI_ZONE_CLUSTER_PORT: String(clusterPort),
