@@ -80,6 +80,8 @@ struct LiveCall {
     dialled: Option<Dialled>,
     /// A call we dialled: where its requests go.
     hop: Option<Peer>,
+    /// Why that hop could not be reached (a connect or TLS error).
+    unreachable: Option<String>,
 }
 
 /// How long `GET /api/sip/calls` shows a call that ended (a dial-out that
@@ -87,25 +89,15 @@ struct LiveCall {
 const ENDED_KEPT: Duration = Duration::from_secs(60);
 const ENDED_MAX: usize = 64;
 
-/// Calls that ended lately, and the last transport error towards each next
-/// hop (the reason a dial-out found it unreachable).
+/// Calls that ended lately.
 #[derive(Default)]
 struct Ended {
     views: VecDeque<(Instant, http::CallView)>,
-    errors: HashMap<Peer, String>,
 }
 
 impl Ended {
-    fn transport_error(&mut self, to: Peer, error: String) {
-        if self.errors.len() >= ENDED_MAX && !self.errors.contains_key(&to) {
-            self.errors.clear();
-        }
-        self.errors.insert(to, error);
-    }
-
     fn push(&mut self, c: &LiveCall, reason: EndReason, now: Instant) {
-        let error = c.hop.and_then(|h| self.errors.get(&h));
-        let reason = match (reason, error) {
+        let reason = match (reason, &c.unreachable) {
             (EndReason::RemoteHangup, _) => "the remote side hung up".to_string(),
             (EndReason::LocalHangup, _) => "hung up".to_string(),
             (EndReason::Cancelled, _) => "cancelled by the caller".to_string(),
@@ -334,7 +326,9 @@ pub async fn serve(sockets: SipSockets, state: SipState, mut requests: mpsc::Rec
                 match streams.on_event(ev) {
                     Some(StreamInput::Message(from, msg)) => ep.handle_message(from, msg, Instant::now()),
                     Some(StreamInput::Unreachable(to, error)) => {
-                        ended.transport_error(to, error);
+                        for c in calls.values_mut().filter(|c| c.hop == Some(to)) {
+                            c.unreachable = Some(error.clone());
+                        }
                         ep.transport_error(to, Instant::now());
                     }
                     None => {}
@@ -482,6 +476,7 @@ async fn on_event(
                 media: Some(media),
                 dialled: None,
                 hop: None,
+                unreachable: None,
             };
             if let Err(e) = ep.accept(call, &answer, now) {
                 tracing::warn!("SIP accept: {e}");
@@ -698,6 +693,7 @@ async fn dial(
                     peer,
                 }),
                 hop: Some(hop),
+                unreachable: None,
             },
         );
         Ok::<u64, String>(call.0)
@@ -754,7 +750,7 @@ mod tests {
             addr: "127.0.0.1:5061".parse().unwrap(),
             transport: Transport::Tls,
         };
-        let call = |n: u64, hop: Option<Peer>| LiveCall {
+        let call = |n: u64, unreachable: Option<&str>| LiveCall {
             info: http::CallInfo {
                 call: n,
                 room: "r".into(),
@@ -764,11 +760,12 @@ mod tests {
             },
             media: None,
             dialled: None,
-            hop,
+            hop: Some(hop),
+            unreachable: unreachable.map(str::to_string),
         };
         let mut e = Ended::default();
-        e.transport_error(hop, "TLS handshake with pbx: bad certificate".into());
-        e.push(&call(1, Some(hop)), EndReason::Unreachable, t0);
+        let tls = Some("TLS handshake with pbx: bad certificate");
+        e.push(&call(1, tls), EndReason::Unreachable, t0);
         e.push(&call(2, None), EndReason::Unreachable, t0);
         e.push(&call(3, None), EndReason::Rejected(486), t0);
         let reasons: Vec<_> = e
